@@ -1,0 +1,729 @@
+//! The `/v3` REST API: auth, rate limits, injected faults, and the handlers, each answering in
+//! Nylas's shapes (list envelopes, `{request_id, error: {type, message}}` errors).
+
+use std::cmp::Reverse;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+
+use crate::model::{to_value, Grant, GrantStatus};
+use crate::{control, lock, webhooks, Shared};
+
+type S = State<Arc<Shared>>;
+type ApiResult = Result<Json<Value>, ApiError>;
+
+/// A Nylas-shaped error answer.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found_error", message)
+    }
+
+    fn rate_limited(message: &str, retry_after: Option<u64>) -> Self {
+        ApiError {
+            retry_after,
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
+        }
+    }
+
+    pub(crate) fn into_response_with(self, request_id: String) -> Response {
+        let body = json!({
+            "request_id": request_id,
+            "error": {"type": self.kind, "message": self.message},
+        });
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert("retry-after", HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.into_response_with(crate::request_id())
+    }
+}
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let v3 = Router::new()
+        .route("/v3/grants", get(list_grants))
+        .route("/v3/grants/{grant_id}", get(get_grant))
+        .route("/v3/grants/{grant_id}/messages", get(list_messages))
+        .route(
+            "/v3/grants/{grant_id}/messages/{message_id}",
+            get(get_message),
+        )
+        .route("/v3/grants/{grant_id}/calendars", get(list_calendars))
+        .route(
+            "/v3/grants/{grant_id}/calendars/{calendar_id}",
+            get(get_calendar),
+        )
+        .route("/v3/grants/{grant_id}/events", get(list_events))
+        .route("/v3/grants/{grant_id}/events/{event_id}", get(get_event))
+        .route("/v3/webhooks", get(list_webhooks).post(create_webhook))
+        .route(
+            "/v3/webhooks/{webhook_id}",
+            get(get_webhook).delete(delete_webhook),
+        )
+        .route(
+            "/v3/webhooks/rotate-secret/{webhook_id}",
+            post(rotate_secret),
+        )
+        .route_layer(middleware::from_fn_with_state(shared.clone(), v3_gate));
+    Router::new()
+        .merge(v3)
+        .merge(control::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(shared)
+}
+
+async fn not_found(State(s): S) -> Response {
+    ApiError::not_found("no such endpoint").into_response_with(s.request_id())
+}
+
+async fn method_not_allowed(State(s): S) -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        "method not allowed on this endpoint",
+    )
+    .into_response_with(s.request_id())
+}
+
+/// The grant a `/v3/grants/{id}/...` path names.
+fn grant_of_path(path: &str) -> Option<String> {
+    let mut parts = path.split('/').skip(1);
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("v3"), Some("grants"), Some(id)) if !id.is_empty() => Some(id.to_string()),
+        _ => None,
+    }
+}
+
+/// Everything in front of the handlers: auth, rate limits, injected faults, slow responses,
+/// and the request counters.
+async fn v3_gate(State(s): S, req: Request, next: Next) -> Response {
+    let endpoint = format!(
+        "{} {}",
+        req.method(),
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| req.uri().path().to_string())
+    );
+    let grant = grant_of_path(req.uri().path());
+    let resp = match gate_checks(&s, &req, grant.as_deref()) {
+        Err(e) => e.into_response_with(s.request_id()),
+        Ok(()) => {
+            if let Some(d) = s.faults().slow_response {
+                tokio::time::sleep(d).await;
+            }
+            next.run(req).await
+        }
+    };
+    let status = resp.status().as_u16();
+    lock(&s.stats).record_api(endpoint, grant, status);
+    resp
+}
+
+fn gate_checks(s: &Shared, req: &Request, grant: Option<&str>) -> Result<(), ApiError> {
+    let authorized = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .is_some_and(|token| token == s.config.api_key);
+    if !authorized {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized: a valid API key is required as 'Authorization: Bearer <key>'",
+        ));
+    }
+    let faults = s.faults();
+    let (key, limit) = match grant {
+        // `/v3/grants/{id}` itself is a Grants endpoint, limited per application.
+        Some(g) if req.uri().path().trim_end_matches('/').matches('/').count() > 3 => {
+            (format!("grant:{g}"), s.config.rate_limit_per_grant)
+        }
+        _ => (
+            "application".to_string(),
+            s.config.rate_limit_per_application,
+        ),
+    };
+    if !within_rate_limit(s, key, limit) {
+        return Err(ApiError::rate_limited(
+            "Too many requests: the rate limit was exceeded",
+            faults.retry_after_secs,
+        ));
+    }
+    let now = s.clock.now();
+    let (storm, outage5xx, roll429, roll5xx) = {
+        let mut rng = lock(&s.fault_rng);
+        (
+            faults.api_429_windows.iter().any(|w| w.contains(now)),
+            faults.api_5xx_windows.iter().any(|w| w.contains(now)),
+            rng.chance(faults.api_429_probability),
+            rng.chance(faults.api_5xx_probability),
+        )
+    };
+    if storm || roll429 {
+        return Err(ApiError::rate_limited(
+            "Too many requests (injected fault)",
+            faults.retry_after_secs,
+        ));
+    }
+    if outage5xx || roll5xx {
+        let choices = [
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            (StatusCode::BAD_GATEWAY, "provider_error"),
+            (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+            (StatusCode::GATEWAY_TIMEOUT, "provider_error"),
+        ];
+        let (status, kind) = choices[lock(&s.fault_rng).below(choices.len())];
+        return Err(ApiError::new(status, kind, "Server error (injected fault)"));
+    }
+    Ok(())
+}
+
+/// A fixed one-second window per key.
+fn within_rate_limit(s: &Shared, key: String, limit: u32) -> bool {
+    let now = Instant::now();
+    let mut windows = lock(&s.rate_windows);
+    let w = windows.entry(key).or_insert((now, 0));
+    if now.duration_since(w.0) >= Duration::from_secs(1) {
+        *w = (now, 0);
+    }
+    w.1 += 1;
+    w.1 <= limit
+}
+
+/// Query parameters, parsed leniently into strings and strictly on use.
+pub(crate) struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub(crate) fn parse(raw: Option<String>) -> Result<Self, ApiError> {
+        let raw = raw.unwrap_or_default();
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&raw)
+            .map(Params)
+            .map_err(|_| ApiError::invalid("malformed query string"))
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(other) => Err(ApiError::invalid(format!(
+                "{name} must be true or false, not '{other}'"
+            ))),
+        }
+    }
+
+    fn int(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.get(name)
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| ApiError::invalid(format!("{name} must be an integer")))
+            })
+            .transpose()
+    }
+
+    fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        match self.int("limit")? {
+            None => Ok(default),
+            Some(n) if n >= 1 && n as usize <= max => Ok(n as usize),
+            Some(_) => Err(ApiError::invalid(format!(
+                "limit must be between 1 and {max}"
+            ))),
+        }
+    }
+
+    fn select(&self) -> Option<Vec<String>> {
+        self.get("select").map(|s| {
+            s.split(',')
+                .map(|f| f.trim().to_string())
+                .filter(|f| !f.is_empty())
+                .collect()
+        })
+    }
+}
+
+fn apply_select(v: Value, select: &Option<Vec<String>>) -> Value {
+    match (select, v) {
+        (Some(fields), Value::Object(mut o)) => {
+            let mut picked = Map::new();
+            for f in fields {
+                if let Some(x) = o.remove(f) {
+                    picked.insert(f.clone(), x);
+                }
+            }
+            Value::Object(picked)
+        }
+        (_, v) => v,
+    }
+}
+
+/// Page tokens carry the sort key of the last item returned, so pages never shift when items
+/// are inserted or deleted between requests.
+fn encode_token(kind: &str, key: &str) -> String {
+    hex::encode(format!("{kind}:{key}"))
+}
+
+fn decode_token(kind: &str, token: &str) -> Result<String, ApiError> {
+    let bad = || ApiError::invalid("invalid page_token");
+    let raw = hex::decode(token).map_err(|_| bad())?;
+    let s = String::from_utf8(raw).map_err(|_| bad())?;
+    s.strip_prefix(&format!("{kind}:"))
+        .map(str::to_string)
+        .ok_or_else(bad)
+}
+
+fn list_envelope(s: &Shared, data: Vec<Value>, next_cursor: Option<String>) -> Json<Value> {
+    Json(json!({"request_id": s.request_id(), "data": data, "next_cursor": next_cursor}))
+}
+
+fn object_envelope(s: &Shared, data: Value) -> Json<Value> {
+    Json(json!({"request_id": s.request_id(), "data": data}))
+}
+
+/// The grant, if the caller may read its data: 404 when unknown or deleted, 401 when expired.
+fn readable_grant<'a>(
+    model: &'a crate::model::Model,
+    grant_id: &str,
+) -> Result<&'a Grant, ApiError> {
+    let g = model
+        .grants
+        .get(grant_id)
+        .ok_or_else(|| ApiError::not_found(format!("grant {grant_id} not found")))?;
+    if g.status == GrantStatus::Expired {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!("grant {grant_id} is expired: the user must re-authenticate"),
+        ));
+    }
+    Ok(g)
+}
+
+async fn list_grants(State(s): S, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q)?;
+    let limit = p.limit(10, 200)?;
+    let offset = p.int("offset")?.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::invalid("offset must not be negative"));
+    }
+    let status = p.get("grant_status");
+    if let Some(st) = status {
+        if st != "valid" && st != "invalid" {
+            return Err(ApiError::invalid("grant_status must be valid or invalid"));
+        }
+    }
+    let sort_by = p.get("sort_by").unwrap_or("created_at");
+    if sort_by != "created_at" && sort_by != "updated_at" {
+        return Err(ApiError::invalid(
+            "sort_by must be created_at or updated_at",
+        ));
+    }
+    let ascending = match p.get("order_by").unwrap_or("desc") {
+        "asc" => true,
+        "desc" => false,
+        _ => return Err(ApiError::invalid("order_by must be asc or desc")),
+    };
+    let model = lock(&s.model);
+    let mut grants: Vec<&Grant> = model
+        .grants
+        .values()
+        .filter(|g| status.is_none_or(|st| st == g.status_str()))
+        .collect();
+    grants.sort_by_key(|g| {
+        let t = if sort_by == "updated_at" {
+            g.updated_at
+        } else {
+            g.created_at
+        };
+        (t, g.seq)
+    });
+    if !ascending {
+        grants.reverse();
+    }
+    let data: Vec<Value> = grants
+        .into_iter()
+        .skip(offset as usize)
+        .take(limit)
+        .map(Grant::api_object)
+        .collect();
+    Ok(Json(json!({
+        "request_id": s.request_id(), "data": data, "limit": limit, "offset": offset,
+    })))
+}
+
+async fn get_grant(State(s): S, Path(grant_id): Path<String>) -> ApiResult {
+    let model = lock(&s.model);
+    let g = model
+        .grants
+        .get(&grant_id)
+        .ok_or_else(|| ApiError::not_found(format!("grant {grant_id} not found")))?;
+    Ok(object_envelope(&s, g.api_object()))
+}
+
+async fn list_messages(
+    State(s): S,
+    Path(grant_id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let p = Params::parse(q)?;
+    let limit = p.limit(50, 200)?;
+    let select = p.select();
+    let after = p.int("received_after")?;
+    let before = p.int("received_before")?;
+    let unread = p.bool("unread")?;
+    let starred = p.bool("starred")?;
+    let folder = p.get("in");
+    let thread = p.get("thread_id");
+    let start = match p.get("page_token") {
+        None => Bound::Unbounded,
+        Some(t) => {
+            let key = decode_token("m", t)?;
+            let (date, id) = key
+                .split_once(':')
+                .and_then(|(d, id)| Some((d.parse::<i64>().ok()?, id.to_string())))
+                .ok_or_else(|| ApiError::invalid("invalid page_token"))?;
+            Bound::Excluded((Reverse(date), Reverse(id)))
+        }
+    };
+    let model = lock(&s.model);
+    let g = readable_grant(&model, &grant_id)?;
+    let mut data = Vec::new();
+    let mut last_key = None;
+    let mut more = false;
+    for (Reverse(date), Reverse(id)) in g.message_order.range((start, Bound::Unbounded)) {
+        // Newest first: past `received_after`, nothing further can match.
+        if after.is_some_and(|a| *date <= a) {
+            break;
+        }
+        let Some(m) = g.messages.get(id) else {
+            continue;
+        };
+        let keep = before.is_none_or(|b| m.date < b)
+            && unread.is_none_or(|u| m.unread == u)
+            && starred.is_none_or(|st| m.starred == st)
+            && folder.is_none_or(|f| m.folders.iter().any(|x| x == f))
+            && thread.is_none_or(|t| m.thread_id == t);
+        if !keep {
+            continue;
+        }
+        if data.len() == limit {
+            more = true;
+            break;
+        }
+        data.push(apply_select(to_value(m), &select));
+        last_key = Some(format!("{date}:{id}"));
+    }
+    let next = if more {
+        last_key.map(|k| encode_token("m", &k))
+    } else {
+        None
+    };
+    Ok(list_envelope(&s, data, next))
+}
+
+async fn get_message(
+    State(s): S,
+    Path((grant_id, message_id)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let p = Params::parse(q)?;
+    let model = lock(&s.model);
+    let g = readable_grant(&model, &grant_id)?;
+    let m = g
+        .messages
+        .get(&message_id)
+        .ok_or_else(|| ApiError::not_found(format!("message {message_id} not found")))?;
+    Ok(object_envelope(&s, apply_select(to_value(m), &p.select())))
+}
+
+async fn list_calendars(
+    State(s): S,
+    Path(grant_id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let p = Params::parse(q)?;
+    let limit = p.limit(50, 200)?;
+    let select = p.select();
+    let start = match p.get("page_token") {
+        None => Bound::Unbounded,
+        Some(t) => Bound::Excluded(decode_token("c", t)?),
+    };
+    let model = lock(&s.model);
+    let g = readable_grant(&model, &grant_id)?;
+    let mut items = g.calendars.range::<String, _>((start, Bound::Unbounded));
+    let page: Vec<_> = items.by_ref().take(limit).collect();
+    let next = match (items.next(), page.last()) {
+        (Some(_), Some((id, _))) => Some(encode_token("c", id)),
+        _ => None,
+    };
+    let data = page
+        .into_iter()
+        .map(|(_, c)| apply_select(to_value(c), &select))
+        .collect();
+    Ok(list_envelope(&s, data, next))
+}
+
+async fn get_calendar(
+    State(s): S,
+    Path((grant_id, calendar_id)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let p = Params::parse(q)?;
+    let model = lock(&s.model);
+    let g = readable_grant(&model, &grant_id)?;
+    let c = g
+        .calendars
+        .get(&calendar_id)
+        .ok_or_else(|| ApiError::not_found(format!("calendar {calendar_id} not found")))?;
+    Ok(object_envelope(&s, apply_select(to_value(c), &p.select())))
+}
+
+async fn list_events(
+    State(s): S,
+    Path(grant_id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let p = Params::parse(q)?;
+    let calendar_id = p
+        .get("calendar_id")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError::invalid("calendar_id is required"))?
+        .to_string();
+    let limit = p.limit(50, 200)?;
+    let select = p.select();
+    let updated_after = p.int("updated_after")?;
+    let updated_before = p.int("updated_before")?;
+    let range_start = p.int("start")?;
+    let range_end = p.int("end")?;
+    let show_cancelled = p.bool("show_cancelled")?.unwrap_or(false);
+    let start = match p.get("page_token") {
+        None => Bound::Unbounded,
+        Some(t) => Bound::Excluded(decode_token("e", t)?),
+    };
+    let model = lock(&s.model);
+    let g = readable_grant(&model, &grant_id)?;
+    if !g.calendars.contains_key(&calendar_id) {
+        return Err(ApiError::not_found(format!(
+            "calendar {calendar_id} not found"
+        )));
+    }
+    let mut data = Vec::new();
+    let mut last = None;
+    let mut more = false;
+    // Ordered by id, which never changes: pages stay stable while events are edited.
+    for (id, e) in g.events.range::<String, _>((start, Bound::Unbounded)) {
+        let keep = e.calendar_id == calendar_id
+            && (show_cancelled || e.status != "cancelled")
+            && updated_after.is_none_or(|t| e.updated_at > t)
+            && updated_before.is_none_or(|t| e.updated_at < t)
+            && range_start.is_none_or(|t| e.when.end_time > t)
+            && range_end.is_none_or(|t| e.when.start_time < t);
+        if !keep {
+            continue;
+        }
+        if data.len() == limit {
+            more = true;
+            break;
+        }
+        data.push(apply_select(to_value(e), &select));
+        last = Some(id.clone());
+    }
+    let next = if more {
+        last.map(|k| encode_token("e", &k))
+    } else {
+        None
+    };
+    Ok(list_envelope(&s, data, next))
+}
+
+async fn get_event(
+    State(s): S,
+    Path((grant_id, event_id)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let p = Params::parse(q)?;
+    let calendar_id = p
+        .get("calendar_id")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError::invalid("calendar_id is required"))?;
+    let model = lock(&s.model);
+    let g = readable_grant(&model, &grant_id)?;
+    let e = g
+        .events
+        .get(&event_id)
+        .filter(|e| e.calendar_id == calendar_id)
+        .ok_or_else(|| ApiError::not_found(format!("event {event_id} not found")))?;
+    Ok(object_envelope(&s, apply_select(to_value(e), &p.select())))
+}
+
+async fn list_webhooks(State(s): S) -> ApiResult {
+    let data = webhooks::list(&s).iter().map(to_value).collect();
+    Ok(list_envelope(&s, data, None))
+}
+
+async fn get_webhook(State(s): S, Path(id): Path<String>) -> ApiResult {
+    let info = webhooks::info(&s, &id)
+        .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
+    Ok(object_envelope(&s, to_value(&info)))
+}
+
+async fn delete_webhook(State(s): S, Path(id): Path<String>) -> ApiResult {
+    if !webhooks::delete(&s, &id) {
+        return Err(ApiError::not_found(format!("webhook {id} not found")));
+    }
+    Ok(object_envelope(&s, json!({"status": "success"})))
+}
+
+async fn rotate_secret(State(s): S, Path(id): Path<String>) -> ApiResult {
+    let secret = webhooks::rotate(&s, &id)
+        .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
+    let mut data = webhooks::info(&s, &id)
+        .map(|i| to_value(&i))
+        .unwrap_or(json!({}));
+    if let Value::Object(o) = &mut data {
+        o.insert("webhook_secret".into(), Value::String(secret));
+    }
+    Ok(object_envelope(&s, data))
+}
+
+fn string_list(v: Option<&Value>, field: &str) -> Result<Vec<String>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(vec![]),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                i.as_str().map(str::to_string).ok_or_else(|| {
+                    ApiError::invalid(format!("{field} must be an array of strings"))
+                })
+            })
+            .collect(),
+        Some(_) => Err(ApiError::invalid(format!(
+            "{field} must be an array of strings"
+        ))),
+    }
+}
+
+async fn create_webhook(State(s): S, body: Bytes) -> ApiResult {
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::invalid("request body must be a JSON object"))?;
+    let Value::Object(o) = v else {
+        return Err(ApiError::invalid("request body must be a JSON object"));
+    };
+    let url = o
+        .get("webhook_url")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid("webhook_url is required"))?
+        .to_string();
+    let parsed = reqwest::Url::parse(&url)
+        .map_err(|_| ApiError::invalid("webhook_url must be an absolute http(s) URL"))?;
+    if parsed.scheme() != "http" && parsed.scheme() != "https" {
+        return Err(ApiError::invalid(
+            "webhook_url must be an absolute http(s) URL",
+        ));
+    }
+    let triggers = string_list(o.get("trigger_types"), "trigger_types")?;
+    if triggers.is_empty() {
+        return Err(ApiError::invalid(
+            "trigger_types is required and must not be empty",
+        ));
+    }
+    let emails = string_list(
+        o.get("notification_email_addresses"),
+        "notification_email_addresses",
+    )?;
+    let description = o
+        .get("description")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let compressed = match o.get("compressed_delivery") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::invalid("compressed_delivery must be a boolean")),
+    };
+    webhooks::challenge(&s, &url)
+        .await
+        .map_err(ApiError::invalid)?;
+    let (id, secret) = webhooks::register(&s, &url, triggers, compressed, description, emails);
+    let mut data = webhooks::info(&s, &id)
+        .map(|i| to_value(&i))
+        .unwrap_or(json!({}));
+    if let Value::Object(o) = &mut data {
+        o.insert("webhook_secret".into(), Value::String(secret));
+    }
+    Ok(object_envelope(&s, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_reject_other_kinds() {
+        let t = encode_token("m", "1700000000:abc");
+        assert_eq!(
+            decode_token("m", &t).ok().as_deref(),
+            Some("1700000000:abc")
+        );
+        assert!(decode_token("e", &t).is_err());
+        assert!(decode_token("m", "zz").is_err());
+    }
+
+    #[test]
+    fn grant_is_read_from_grant_scoped_paths_only() {
+        assert_eq!(
+            grant_of_path("/v3/grants/g1/messages").as_deref(),
+            Some("g1")
+        );
+        assert_eq!(grant_of_path("/v3/grants"), None);
+        assert_eq!(grant_of_path("/v3/webhooks/x"), None);
+    }
+}

@@ -1,0 +1,275 @@
+//! `/_emulator`: ground truth, counters, and controls for other processes (faults, outages,
+//! pausing activity, deterministic mutations). No auth: it is a test harness, not Nylas.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::{ApiError, Params};
+use crate::faults::Faults;
+use crate::model::{EventChange, MessageChange, MessageSpec, Reauth};
+use crate::{webhooks, Shared};
+
+type S = State<Arc<Shared>>;
+type R = Result<Json<Value>, ApiError>;
+
+pub(crate) fn router() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/_emulator/truth", get(truth))
+        .route("/_emulator/stats", get(stats))
+        .route("/_emulator/now", get(now))
+        .route("/_emulator/faults", get(get_faults).post(set_faults))
+        .route("/_emulator/outage", post(outage))
+        .route("/_emulator/pause", post(pause))
+        .route("/_emulator/resume", post(resume))
+        .route("/_emulator/silent", post(silent))
+        .route("/_emulator/wait-idle", get(wait_idle))
+        .route("/_emulator/destinations", post(add_destination))
+        .route("/_emulator/grants", post(add_grant))
+        .route("/_emulator/grants/{grant_id}/expire", post(expire_grant))
+        .route(
+            "/_emulator/grants/{grant_id}/reauthenticate",
+            post(reauth_grant),
+        )
+        .route("/_emulator/grants/{grant_id}/delete", post(delete_grant))
+        .route(
+            "/_emulator/grants/{grant_id}/messages",
+            post(create_message),
+        )
+        .route(
+            "/_emulator/grants/{grant_id}/messages/{message_id}",
+            patch(update_message).delete(delete_message),
+        )
+        .route("/_emulator/grants/{grant_id}/events", post(create_event))
+        .route(
+            "/_emulator/grants/{grant_id}/events/{event_id}",
+            patch(update_event).delete(delete_event),
+        )
+}
+
+fn body_json<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
+}
+
+fn ok(v: Value) -> R {
+    Ok(Json(v))
+}
+
+fn found(v: Option<Value>, what: &str) -> R {
+    match v {
+        Some(v) if !v.is_null() => ok(v),
+        _ => Err(ApiError::not_found(format!("{what} not found"))),
+    }
+}
+
+async fn truth(State(s): S) -> Json<Value> {
+    Json(serde_json::to_value(s.truth()).unwrap_or(Value::Null))
+}
+
+async fn stats(State(s): S) -> Json<Value> {
+    Json(serde_json::to_value(s.stats()).unwrap_or(Value::Null))
+}
+
+async fn now(State(s): S) -> Json<Value> {
+    Json(json!({"now": s.clock.now(), "time_scale": s.config.time_scale}))
+}
+
+async fn get_faults(State(s): S) -> Json<Value> {
+    Json(serde_json::to_value(s.faults()).unwrap_or(Value::Null))
+}
+
+async fn set_faults(State(s): S, body: Bytes) -> R {
+    let f: Faults = body_json(&body)?;
+    s.set_faults(f.clone());
+    ok(serde_json::to_value(f).unwrap_or(Value::Null))
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct OutageBody {
+    down: Option<bool>,
+    /// `start` or `end`, the same as `down: true|false`.
+    action: Option<String>,
+}
+
+async fn outage(State(s): S, body: Bytes) -> R {
+    let b: OutageBody = body_json(&body)?;
+    let down = match (b.down, b.action.as_deref()) {
+        (Some(d), _) => d,
+        (None, Some("start")) => true,
+        (None, Some("end")) => false,
+        _ => {
+            return Err(ApiError::invalid(
+                r#"send {"down": true|false} or {"action": "start"|"end"}"#,
+            ))
+        }
+    };
+    s.set_outage(down);
+    ok(json!({"down": down}))
+}
+
+async fn pause(State(s): S) -> R {
+    s.pause();
+    ok(json!({"paused": true}))
+}
+
+async fn resume(State(s): S) -> R {
+    s.resume();
+    ok(json!({"paused": false}))
+}
+
+#[derive(Default, Deserialize)]
+struct SilentBody {
+    silent: bool,
+}
+
+async fn silent(State(s): S, body: Bytes) -> R {
+    let b: SilentBody = body_json(&body)?;
+    s.set_silent(b.silent);
+    ok(json!({"silent": b.silent}))
+}
+
+async fn wait_idle(State(s): S, RawQuery(q): RawQuery) -> R {
+    let p = Params::parse(q)?;
+    let ms = p
+        .get("timeout_ms")
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| ApiError::invalid("timeout_ms must be an integer"))
+        })
+        .transpose()?
+        .unwrap_or(30_000);
+    let idle = s.wait_idle(Duration::from_millis(ms)).await;
+    ok(json!({"idle": idle}))
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct DestinationBody {
+    url: String,
+    compressed: bool,
+    trigger_types: Option<Vec<String>>,
+}
+
+async fn add_destination(State(s): S, body: Bytes) -> R {
+    let b: DestinationBody = body_json(&body)?;
+    if reqwest::Url::parse(&b.url).is_err() {
+        return Err(ApiError::invalid("url must be an absolute URL"));
+    }
+    let triggers = b.trigger_types.unwrap_or_else(webhooks::all_triggers);
+    let (id, secret) = webhooks::register(&s, &b.url, triggers, b.compressed, None, vec![]);
+    ok(json!({"id": id, "webhook_secret": secret}))
+}
+
+async fn add_grant(State(s): S) -> R {
+    let id = s.mutate(|m, now, out| m.add_grant(now, out));
+    ok(json!({"grant_id": id}))
+}
+
+fn grant_exists(s: &Shared, grant_id: &str) -> Result<(), ApiError> {
+    if crate::lock(&s.model).grants.contains_key(grant_id) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("grant {grant_id} not found")))
+    }
+}
+
+async fn expire_grant(State(s): S, Path(grant_id): Path<String>) -> R {
+    grant_exists(&s, &grant_id)?;
+    s.mutate(|m, now, out| m.expire_grant(&grant_id, now, out));
+    ok(json!({"grant_id": grant_id, "grant_status": "invalid"}))
+}
+
+async fn reauth_grant(State(s): S, Path(grant_id): Path<String>) -> R {
+    grant_exists(&s, &grant_id)?;
+    let r = s.mutate(|m, now, out| m.reauthenticate_grant(&grant_id, now, out));
+    let replayed = r.replayed;
+    s.record_reauth(r);
+    ok(json!({"grant_id": grant_id, "grant_status": "valid", "replayed": replayed}))
+}
+
+async fn delete_grant(State(s): S, Path(grant_id): Path<String>) -> R {
+    grant_exists(&s, &grant_id)?;
+    let discarded = s.mutate(|m, now, out| m.delete_grant(&grant_id, now, out));
+    s.record_reauth(Reauth {
+        replayed: 0,
+        discarded,
+    });
+    ok(json!({"grant_id": grant_id, "deleted": true}))
+}
+
+async fn create_message(State(s): S, Path(grant_id): Path<String>, body: Bytes) -> R {
+    let spec: MessageSpec = body_json(&body)?;
+    found(
+        s.mutate(|m, now, out| m.create_message(&grant_id, spec, now, out)),
+        "grant",
+    )
+}
+
+async fn update_message(
+    State(s): S,
+    Path((grant_id, message_id)): Path<(String, String)>,
+    body: Bytes,
+) -> R {
+    let change: MessageChange = body_json(&body)?;
+    found(
+        s.mutate(|m, now, out| m.update_message(&grant_id, &message_id, change, now, out)),
+        "message",
+    )
+}
+
+async fn delete_message(State(s): S, Path((grant_id, message_id)): Path<(String, String)>) -> R {
+    let deleted = s.mutate(|m, now, out| m.delete_message(&grant_id, &message_id, now, out));
+    found(deleted.then(|| json!({"deleted": true})), "message")
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct EventBody {
+    calendar_id: Option<String>,
+}
+
+async fn create_event(State(s): S, Path(grant_id): Path<String>, body: Bytes) -> R {
+    let b: EventBody = body_json(&body)?;
+    let calendar = match b.calendar_id {
+        Some(c) => Some(c),
+        None => crate::lock(&s.model)
+            .grants
+            .get(&grant_id)
+            .and_then(|g| g.primary_calendar_id()),
+    };
+    let Some(calendar) = calendar else {
+        return Err(ApiError::not_found("grant not found"));
+    };
+    found(
+        s.mutate(|m, now, out| m.create_event(&grant_id, &calendar, now, out)),
+        "grant or calendar",
+    )
+}
+
+async fn update_event(
+    State(s): S,
+    Path((grant_id, event_id)): Path<(String, String)>,
+    body: Bytes,
+) -> R {
+    let change: EventChange = body_json(&body)?;
+    found(
+        s.mutate(|m, now, out| m.update_event(&grant_id, &event_id, change, now, out)),
+        "event",
+    )
+}
+
+async fn delete_event(State(s): S, Path((grant_id, event_id)): Path<(String, String)>) -> R {
+    let deleted = s.mutate(|m, now, out| m.delete_event(&grant_id, &event_id, now, out));
+    found(deleted.then(|| json!({"deleted": true})), "event")
+}

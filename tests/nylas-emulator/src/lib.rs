@@ -1,0 +1,582 @@
+//! # nylas-emulator
+//!
+//! A contract-faithful emulator of the parts of the Nylas API v3 that nylas-sync uses, for the
+//! integration tests, the local stack and the benchmarks: the REST listings (grants, messages,
+//! calendars, events) with Nylas's pagination, errors and rate limits; webhook destinations with
+//! the challenge, signed CloudEvents deliveries, truncation, gzip and retries; a seeded model of
+//! mailbox and calendar activity on an emulated (scalable) clock; fault injection; and a ground
+//! truth to compare a store against.
+//!
+//! It must never be mistaken for Nylas: it binds loopback by default, keeps everything in
+//! memory, and its secrets are deterministic per seed. Where it knowingly differs from Nylas,
+//! `README.md` says so.
+
+mod activity;
+mod api;
+mod clock;
+mod control;
+mod delivery;
+mod faults;
+mod model;
+mod rng;
+mod stats;
+mod webhooks;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use delivery::sign;
+pub use faults::{FaultWindow, Faults};
+pub use model::{
+    Attachment, Calendar, DeletedEvent, Event, EventChange, EventParticipant, GrantTruth, Message,
+    MessageChange, MessageSpec, Participant, Truth, When, DEFAULT_TRUNCATION_THRESHOLD_BYTES,
+};
+pub use stats::{ApiRequestCount, ApiStats, DeliveryCounts, Stats, WebhookStats};
+
+use clock::Clock;
+use delivery::{Outgoing, PendingGuard};
+use model::{Model, ModelSettings, Notification};
+use rng::Rng;
+use stats::StatsRecorder;
+use webhooks::Destination;
+
+/// How the emulator behaves. `EmulatorConfig::default()` is one idle grant on a healthy Nylas.
+#[derive(Clone, Debug)]
+pub struct EmulatorConfig {
+    /// The API key every `/v3` request must carry as `Authorization: Bearer <key>`.
+    pub api_key: String,
+    /// Seeds grant ids, object content and the activity sequence.
+    pub seed: u64,
+    /// Grants present at start.
+    pub grants: usize,
+    /// Changes per emulated minute per grant (new mail, flags, folders, deletes, events); 0 = idle.
+    pub events_per_minute: f64,
+    /// Emulated seconds per real second.
+    pub time_scale: f64,
+    /// Messages, calendars and events endpoints: requests per second per grant (Nylas: 200).
+    pub rate_limit_per_grant: u32,
+    /// Grants and webhooks endpoints: requests per second per application (Nylas: 50).
+    pub rate_limit_per_application: u32,
+    pub faults: Faults,
+    /// `data.application_id` of every notification.
+    pub application_id: String,
+    /// Where to listen; `None` binds `127.0.0.1:0`.
+    pub listen: Option<SocketAddr>,
+    /// Emulated Unix time at start; `None` starts at the real current time.
+    pub start_time: Option<i64>,
+    /// Grant lifecycle changes (created, expired, re-authenticated, deleted) per emulated hour,
+    /// across the application; 0 = none.
+    pub grant_changes_per_hour: f64,
+    /// Real-time timeout of one delivery attempt and of the challenge (Nylas: 10 s).
+    pub delivery_timeout: Duration,
+    /// Attempts in flight per destination. 1 keeps first attempts in notification order.
+    pub delivery_concurrency: usize,
+    /// `message.*` notifications whose object serializes above this many bytes are sent as
+    /// `*.truncated`, without `body`.
+    pub truncation_threshold_bytes: usize,
+    pub initial_messages_per_grant: usize,
+    pub initial_events_per_grant: usize,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            api_key: "test-api-key".into(),
+            seed: 1,
+            grants: 1,
+            events_per_minute: 0.0,
+            time_scale: 1.0,
+            rate_limit_per_grant: 200,
+            rate_limit_per_application: 50,
+            faults: Faults::default(),
+            application_id: "emulated-application".into(),
+            listen: None,
+            start_time: None,
+            grant_changes_per_hour: 0.0,
+            delivery_timeout: Duration::from_secs(10),
+            delivery_concurrency: 1,
+            truncation_threshold_bytes: DEFAULT_TRUNCATION_THRESHOLD_BYTES,
+            initial_messages_per_grant: 5,
+            initial_events_per_grant: 3,
+        }
+    }
+}
+
+/// A fresh `request_id` for an answer; unique within the process.
+pub(crate) fn request_id() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed) + 1;
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
+/// Locks a mutex, ignoring poisoning: a panicked test helper must not wedge the emulator.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: EmulatorConfig,
+    pub(crate) clock: Clock,
+    pub(crate) addr: SocketAddr,
+    pub(crate) model: Mutex<Model>,
+    faults: RwLock<Faults>,
+    outage: AtomicBool,
+    pub(crate) paused: AtomicBool,
+    silent: AtomicBool,
+    pub(crate) destinations: Mutex<BTreeMap<String, Destination>>,
+    pub(crate) stats: Mutex<StatsRecorder>,
+    pub(crate) rate_windows: Mutex<HashMap<String, (Instant, u32)>>,
+    notify_tx: mpsc::UnboundedSender<Outgoing>,
+    pub(crate) pending: Arc<AtomicUsize>,
+    pub(crate) fault_rng: Mutex<Rng>,
+    pub(crate) secret_rng: Mutex<Rng>,
+    pub(crate) http: reqwest::Client,
+    shutdown: watch::Sender<bool>,
+    /// When the next grant lifecycle change of the activity model is due (emulated time).
+    pub(crate) next_grant_change_at: Mutex<f64>,
+}
+
+impl Shared {
+    pub(crate) fn faults(&self) -> Faults {
+        self.faults
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_faults(&self, f: Faults) {
+        *self.faults.write().unwrap_or_else(|e| e.into_inner()) = f;
+    }
+
+    pub(crate) fn set_outage(&self, down: bool) {
+        self.outage.store(down, Ordering::SeqCst);
+    }
+
+    pub(crate) fn in_outage(&self) -> bool {
+        self.outage.load(Ordering::SeqCst) || self.faults().in_outage(self.clock.now())
+    }
+
+    pub(crate) fn set_silent(&self, silent: bool) {
+        self.silent.store(silent, Ordering::SeqCst);
+    }
+
+    pub(crate) fn request_id(&self) -> String {
+        request_id()
+    }
+
+    /// Spawns a task that ends with the emulator.
+    pub(crate) fn spawn<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let mut rx = self.shutdown.subscribe();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = fut => {}
+                _ = rx.wait_for(|down| *down) => {}
+            }
+        });
+    }
+
+    pub(crate) async fn wait_shutdown(&self) {
+        let mut rx = self.shutdown.subscribe();
+        let _ = rx.wait_for(|down| *down).await;
+    }
+
+    /// Runs a model mutation at the current emulated time and sends what it produced, in order,
+    /// while still holding the model lock (so notifications leave in the order changes happened).
+    pub(crate) fn mutate<R>(
+        &self,
+        f: impl FnOnce(&mut Model, i64, &mut Vec<Notification>) -> R,
+    ) -> R {
+        let now = self.clock.now();
+        let mut model = lock(&self.model);
+        let mut out = Vec::new();
+        let r = f(&mut model, now, &mut out);
+        self.route(&mut model, out);
+        r
+    }
+
+    pub(crate) fn route(&self, model: &mut Model, notifications: Vec<Notification>) {
+        if notifications.is_empty() {
+            return;
+        }
+        let silent = self.silent.load(Ordering::SeqCst);
+        let mut stats = lock(&self.stats);
+        for n in notifications {
+            if silent {
+                stats.webhooks.suppressed_silent += 1;
+                continue;
+            }
+            if !n.kind.starts_with("grant.") {
+                if let Some(g) = model.grants.get_mut(&n.grant_id) {
+                    if g.status == model::GrantStatus::Expired {
+                        stats.webhooks.held_for_expired_grant += 1;
+                        g.held.push(n);
+                        continue;
+                    }
+                }
+            }
+            stats.webhooks.notifications += 1;
+            let out = Outgoing {
+                notification: Arc::new(n),
+                guard: PendingGuard::new(&self.pending),
+            };
+            // The dispatcher only stops at shutdown; then nothing needs delivering.
+            let _ = self.notify_tx.send(out);
+        }
+    }
+
+    pub(crate) fn record_reauth(&self, r: model::Reauth) {
+        let mut stats = lock(&self.stats);
+        stats.webhooks.replayed_after_reauth += r.replayed;
+        stats.webhooks.discarded_for_expired_grant += r.discarded;
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let pending = self.pending.load(Ordering::SeqCst) as u64;
+        lock(&self.stats).snapshot(self.clock.now(), pending)
+    }
+
+    pub(crate) fn truth(&self) -> Truth {
+        let now = self.clock.now();
+        lock(&self.model).truth(now)
+    }
+
+    pub(crate) async fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.pending.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    pub(crate) fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn resume(&self) {
+        if self.paused.swap(false, Ordering::SeqCst) {
+            activity::reschedule_from_now(self);
+        }
+    }
+}
+
+/// A running emulator. Cheap to clone; every clone drives the same instance.
+#[derive(Clone)]
+pub struct Emulator {
+    shared: Arc<Shared>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Emulator {
+    /// Binds the listener (`config.listen`, or `127.0.0.1:0`) and spawns the HTTP server, the
+    /// activity model and the delivery tasks.
+    pub async fn start(config: EmulatorConfig) -> std::io::Result<Emulator> {
+        let invalid =
+            |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, m.to_string());
+        if !(config.time_scale.is_finite() && config.time_scale > 0.0) {
+            return Err(invalid("time_scale must be a positive number"));
+        }
+        if !(config.events_per_minute.is_finite() && config.events_per_minute >= 0.0) {
+            return Err(invalid("events_per_minute must be zero or positive"));
+        }
+        if !(config.grant_changes_per_hour.is_finite() && config.grant_changes_per_hour >= 0.0) {
+            return Err(invalid("grant_changes_per_hour must be zero or positive"));
+        }
+        let listen = config
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .user_agent("nylas-emulator")
+            .build()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let clock = Clock::new(config.start_time, config.time_scale);
+        let (notify_tx, notify_rx) = mpsc::unbounded_channel();
+        let (shutdown, _) = watch::channel(false);
+        let model = Model::new(ModelSettings {
+            seed: config.seed,
+            truncation_threshold_bytes: config.truncation_threshold_bytes,
+            events_per_minute: config.events_per_minute,
+            initial_messages: config.initial_messages_per_grant,
+            initial_events: config.initial_events_per_grant,
+        });
+        let shared = Arc::new(Shared {
+            clock,
+            addr,
+            model: Mutex::new(model),
+            faults: RwLock::new(config.faults.clone()),
+            outage: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            silent: AtomicBool::new(false),
+            destinations: Mutex::new(BTreeMap::new()),
+            stats: Mutex::new(StatsRecorder::default()),
+            rate_windows: Mutex::new(HashMap::new()),
+            notify_tx,
+            pending: Arc::new(AtomicUsize::new(0)),
+            fault_rng: Mutex::new(Rng::derive(config.seed, 0xFA17)),
+            secret_rng: Mutex::new(Rng::derive(config.seed, 0x5EC2)),
+            http,
+            shutdown,
+            next_grant_change_at: Mutex::new(f64::INFINITY),
+            config,
+        });
+        {
+            // The initial grants exist before anyone can subscribe: their creation is not notified.
+            let now = shared.clock.now();
+            let mut model = lock(&shared.model);
+            let mut ignored = Vec::new();
+            for _ in 0..shared.config.grants {
+                model.add_grant(now, &mut ignored);
+            }
+        }
+        activity::schedule_grant_changes(&shared);
+
+        let mut tasks = Vec::new();
+        let router = api::router(shared.clone());
+        let s = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+                s.wait_shutdown().await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "emulator HTTP server stopped");
+            }
+        }));
+        let s = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                _ = delivery::run_dispatcher(s.clone(), notify_rx) => {}
+                _ = s.wait_shutdown() => {}
+            }
+        }));
+        let s = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                _ = activity::run(s.clone()) => {}
+                _ = s.wait_shutdown() => {}
+            }
+        }));
+        Ok(Emulator {
+            shared,
+            tasks: Arc::new(Mutex::new(tasks)),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`: the value for `NYLAS_API_URI`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.shared.addr)
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    pub fn api_key(&self) -> &str {
+        &self.shared.config.api_key
+    }
+
+    pub fn application_id(&self) -> &str {
+        &self.shared.config.application_id
+    }
+
+    /// Ids of the grants that exist (valid or expired), oldest first.
+    pub fn grant_ids(&self) -> Vec<String> {
+        lock(&self.shared.model).grant_ids()
+    }
+
+    /// Emulated Unix seconds.
+    pub fn now(&self) -> i64 {
+        self.shared.clock.now()
+    }
+
+    /// How long `emulated` lasts in real time at this emulator's time scale.
+    pub fn real_duration(&self, emulated: Duration) -> Duration {
+        self.shared.clock.real(emulated.as_secs_f64())
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.shared.faults()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.set_faults(faults);
+    }
+
+    /// Endpoint outage on or off: while on, every delivery attempt fails as if the endpoint were down.
+    pub fn set_outage(&self, down: bool) {
+        self.shared.set_outage(down);
+    }
+
+    pub fn pause_activity(&self) {
+        self.shared.pause();
+    }
+
+    pub fn resume_activity(&self) {
+        self.shared.resume();
+    }
+
+    /// Sets one grant's activity rate (changes per emulated minute; 0 = idle).
+    pub fn set_events_per_minute(&self, grant: &str, rate: f64) {
+        activity::set_rate(&self.shared, grant, rate);
+    }
+
+    /// While silent, mutations (API calls and activity alike) change the model but send no
+    /// notification: a deterministic way to model missed webhooks.
+    pub fn set_silent(&self, silent: bool) {
+        self.shared.set_silent(silent);
+    }
+
+    /// Adds a grant (primary calendar, a few messages and events) and notifies `grant.created`.
+    pub fn add_grant(&self) -> String {
+        self.shared.mutate(|m, now, out| m.add_grant(now, out))
+    }
+
+    /// Creates a message and notifies `message.created` (or `.truncated`). Returns the stored
+    /// object, or `Value::Null` when the grant does not exist.
+    pub fn create_message(&self, grant: &str, spec: MessageSpec) -> Value {
+        self.shared
+            .mutate(|m, now, out| m.create_message(grant, spec, now, out))
+            .unwrap_or(Value::Null)
+    }
+
+    /// Changes flags or folders and notifies `message.updated`. `Value::Null` when unknown.
+    pub fn update_message(&self, grant: &str, id: &str, change: MessageChange) -> Value {
+        self.shared
+            .mutate(|m, now, out| m.update_message(grant, id, change, now, out))
+            .unwrap_or(Value::Null)
+    }
+
+    /// Deletes a message and notifies `message.deleted`; returns false when it did not exist.
+    pub fn delete_message(&self, grant: &str, id: &str) -> bool {
+        self.shared
+            .mutate(|m, now, out| m.delete_message(grant, id, now, out))
+    }
+
+    /// Adds a secondary calendar and notifies `calendar.created`. `Value::Null` when unknown.
+    pub fn create_calendar(&self, grant: &str, name: &str) -> Value {
+        self.shared
+            .mutate(|m, now, out| m.create_calendar(grant, name, now, out))
+            .unwrap_or(Value::Null)
+    }
+
+    /// The grant's primary calendar id.
+    pub fn primary_calendar_id(&self, grant: &str) -> Option<String> {
+        lock(&self.shared.model)
+            .grants
+            .get(grant)
+            .and_then(|g| g.primary_calendar_id())
+    }
+
+    /// Creates an event and notifies `event.created`. `Value::Null` when grant or calendar is unknown.
+    pub fn create_event(&self, grant: &str, calendar_id: &str) -> Value {
+        self.shared
+            .mutate(|m, now, out| m.create_event(grant, calendar_id, now, out))
+            .unwrap_or(Value::Null)
+    }
+
+    /// Changes an event (moves `updated_at`) and notifies `event.updated`. `Value::Null` when unknown.
+    pub fn update_event(&self, grant: &str, event_id: &str, change: EventChange) -> Value {
+        self.shared
+            .mutate(|m, now, out| m.update_event(grant, event_id, change, now, out))
+            .unwrap_or(Value::Null)
+    }
+
+    /// Sets `status: "cancelled"` and notifies `event.updated`; the event keeps existing.
+    pub fn cancel_event(&self, grant: &str, event_id: &str) -> Value {
+        let change = EventChange {
+            status: Some("cancelled".into()),
+            ..EventChange::default()
+        };
+        self.update_event(grant, event_id, change)
+    }
+
+    /// Deletes an event and notifies `event.deleted`; returns false when it did not exist.
+    pub fn delete_event(&self, grant: &str, event_id: &str) -> bool {
+        self.shared
+            .mutate(|m, now, out| m.delete_event(grant, event_id, now, out))
+    }
+
+    /// Notifies `grant.expired`. Until re-authentication the grant's API calls answer 401 and
+    /// its notifications are held back.
+    pub fn expire_grant(&self, grant: &str) {
+        self.shared
+            .mutate(|m, now, out| m.expire_grant(grant, now, out));
+    }
+
+    /// Notifies `grant.updated`; within 72 emulated hours of expiry, the held notifications follow.
+    pub fn reauthenticate_grant(&self, grant: &str) {
+        let r = self
+            .shared
+            .mutate(|m, now, out| m.reauthenticate_grant(grant, now, out));
+        self.shared.record_reauth(r);
+    }
+
+    /// Notifies `grant.deleted` and removes the grant and all its objects.
+    pub fn delete_grant(&self, grant: &str) {
+        let discarded = self
+            .shared
+            .mutate(|m, now, out| m.delete_grant(grant, now, out));
+        self.shared.record_reauth(model::Reauth {
+            replayed: 0,
+            discarded,
+        });
+    }
+
+    /// Waits until every notification produced so far has been delivered, dropped or given up
+    /// (retries included). False if `timeout` (real time) passed first.
+    pub async fn wait_for_deliveries_idle(&self, timeout: Duration) -> bool {
+        self.shared.wait_idle(timeout).await
+    }
+
+    pub fn truth(&self) -> Truth {
+        self.shared.truth()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Registers a destination subscribed to every trigger, without the challenge.
+    /// Returns `(id, webhook_secret)`.
+    pub fn register_destination_direct(&self, url: &str, compressed: bool) -> (String, String) {
+        webhooks::register(
+            &self.shared,
+            url,
+            webhooks::all_triggers(),
+            compressed,
+            None,
+            vec![],
+        )
+    }
+
+    /// Replaces a destination's secret, as `POST /v3/webhooks/rotate-secret/{id}` does.
+    pub fn rotate_secret(&self, destination_id: &str) -> Option<String> {
+        webhooks::rotate(&self.shared, destination_id)
+    }
+
+    /// Stops the server, the activity and every delivery, and waits for the server to close.
+    pub async fn shutdown(self) {
+        self.shared.shutdown.send_replace(true);
+        let tasks: Vec<JoinHandle<()>> = lock(&self.tasks).drain(..).collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}

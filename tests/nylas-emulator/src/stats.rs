@@ -1,0 +1,149 @@
+//! Counters of what the emulator served and delivered, for assertions and benchmarks.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything `GET /_emulator/stats` reports.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Emulated Unix seconds when the snapshot was taken.
+    pub now: i64,
+    pub api: ApiStats,
+    pub webhooks: WebhookStats,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApiStats {
+    pub total: u64,
+    /// Keyed by `"<METHOD> <route>"`, e.g. `"GET /v3/grants/{grant_id}/messages"`.
+    pub by_endpoint: BTreeMap<String, u64>,
+    pub by_grant: BTreeMap<String, u64>,
+    /// Keyed by the status code as a string, e.g. `"429"`.
+    pub by_status: BTreeMap<String, u64>,
+    /// The full breakdown: one row per (endpoint, grant, status).
+    pub requests: Vec<ApiRequestCount>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiRequestCount {
+    pub endpoint: String,
+    pub grant_id: Option<String>,
+    pub status: u16,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WebhookStats {
+    /// Notifications the model produced (before fan-out to destinations).
+    pub notifications: u64,
+    /// Changes made while silent: no notification exists for them.
+    pub suppressed_silent: u64,
+    /// Notifications held back because their grant was expired.
+    pub held_for_expired_grant: u64,
+    /// Held notifications sent after a re-authentication within 72 h.
+    pub replayed_after_reauth: u64,
+    /// Held notifications thrown away (re-authenticated after 72 h, or grant deleted).
+    pub discarded_for_expired_grant: u64,
+    /// Deliveries (notification x destination) not yet finished, retries included.
+    pub pending: u64,
+    pub deliveries: DeliveryCounts,
+    pub by_destination: BTreeMap<String, DeliveryCounts>,
+}
+
+/// Outcomes of deliveries. One notification sent to one destination is one delivery;
+/// a delivery makes up to 3 attempts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryCounts {
+    /// Attempts made (HTTP requests sent, or failed by an injected outage).
+    pub attempts: u64,
+    /// Deliveries answered 2xx.
+    pub delivered: u64,
+    /// Attempts that failed (timeout, connection error, outage, non-2xx).
+    pub failed_attempts: u64,
+    /// Deliveries given up after the third failed attempt.
+    pub dropped_after_retries: u64,
+    /// Deliveries given up at once because the answer was not retryable (e.g. 400, 401).
+    pub rejected: u64,
+    /// Deliveries dropped by the `drop_probability` fault: never attempted.
+    pub dropped_by_fault: u64,
+    /// Extra deliveries made by the `duplicate_probability` fault.
+    pub duplicated: u64,
+    /// Deliveries held back by the `max_delay` fault.
+    pub delayed: u64,
+    /// Deliveries abandoned because their destination was deleted or the emulator shut down.
+    pub abandoned: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct StatsRecorder {
+    pub(crate) api: BTreeMap<(String, Option<String>, u16), u64>,
+    pub(crate) webhooks: WebhookStats,
+}
+
+/// One counter of `DeliveryCounts`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum DeliveryEvent {
+    Attempt,
+    Delivered,
+    FailedAttempt,
+    DroppedAfterRetries,
+    Rejected,
+    DroppedByFault,
+    Duplicated,
+    Delayed,
+    Abandoned,
+}
+
+impl DeliveryCounts {
+    fn bump(&mut self, e: DeliveryEvent) {
+        let c = match e {
+            DeliveryEvent::Attempt => &mut self.attempts,
+            DeliveryEvent::Delivered => &mut self.delivered,
+            DeliveryEvent::FailedAttempt => &mut self.failed_attempts,
+            DeliveryEvent::DroppedAfterRetries => &mut self.dropped_after_retries,
+            DeliveryEvent::Rejected => &mut self.rejected,
+            DeliveryEvent::DroppedByFault => &mut self.dropped_by_fault,
+            DeliveryEvent::Duplicated => &mut self.duplicated,
+            DeliveryEvent::Delayed => &mut self.delayed,
+            DeliveryEvent::Abandoned => &mut self.abandoned,
+        };
+        *c += 1;
+    }
+}
+
+impl StatsRecorder {
+    pub(crate) fn record_api(&mut self, endpoint: String, grant: Option<String>, status: u16) {
+        *self.api.entry((endpoint, grant, status)).or_default() += 1;
+    }
+
+    pub(crate) fn record_delivery(&mut self, destination: &str, e: DeliveryEvent) {
+        self.webhooks.deliveries.bump(e);
+        self.webhooks
+            .by_destination
+            .entry(destination.to_string())
+            .or_default()
+            .bump(e);
+    }
+
+    pub(crate) fn snapshot(&self, now: i64, pending: u64) -> Stats {
+        let mut api = ApiStats::default();
+        for ((endpoint, grant, status), count) in &self.api {
+            api.total += count;
+            *api.by_endpoint.entry(endpoint.clone()).or_default() += count;
+            if let Some(g) = grant {
+                *api.by_grant.entry(g.clone()).or_default() += count;
+            }
+            *api.by_status.entry(status.to_string()).or_default() += count;
+            api.requests.push(ApiRequestCount {
+                endpoint: endpoint.clone(),
+                grant_id: grant.clone(),
+                status: *status,
+                count: *count,
+            });
+        }
+        let mut webhooks = self.webhooks.clone();
+        webhooks.pending = pending;
+        Stats { now, api, webhooks }
+    }
+}
