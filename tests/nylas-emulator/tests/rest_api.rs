@@ -381,7 +381,7 @@ async fn unknown_or_deleted_objects_answer_404_not_found_error() {
     let cal = emu.primary_calendar_id(&g).unwrap_or_default();
     emu.delete_message(&g, &m);
     for path in [
-        format!("/v3/grants/no-such-grant/messages"),
+        "/v3/grants/no-such-grant/messages".to_string(),
         format!("/v3/grants/{g}/messages/{m}"),
         format!("/v3/grants/{g}/messages/nope"),
         format!("/v3/grants/{g}/events/nope?calendar_id={cal}"),
