@@ -1,0 +1,196 @@
+//! The local host: runs the real ingest handler behind an HTTP endpoint on 127.0.0.1, against the
+//! AWS emulator named by `AWS_ENDPOINT_URL` (moto, started by `make dev`). Each HTTP request is
+//! turned into the API Gateway HTTP API event Lambda would receive, and `lambda_http` decodes it,
+//! so the handler sees exactly what it sees in AWS.
+//!
+//! `--demo` sends signed sample notifications through that endpoint and prints what reached SQS
+//! and S3; without it the host serves until interrupted.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::{Body as AxumBody, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
+use clap::Parser;
+use nylas_sync::apigw::{http_api_event, request_from_event, HttpRequestParts};
+use nylas_sync::aws::{self, AwsTimeouts};
+use nylas_sync::ingest::Ingest;
+use nylas_sync::queue::{attr, ClaimCheck, SqsNotificationSink};
+use nylas_sync::signature::sign;
+
+#[derive(Parser, Debug)]
+#[command(about = "Run the nylas-sync ingest locally against moto")]
+struct Args {
+    /// Address of the local webhook endpoint.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    listen: SocketAddr,
+    /// Webhook secrets (comma-separated, current first) the ingest accepts.
+    #[arg(long, env = "NYLAS_WEBHOOK_SECRETS", default_value = "local-dev-secret")]
+    secrets: String,
+    /// Queue and bucket names created in the emulator.
+    #[arg(long, default_value = "nylas-sync-notifications")]
+    queue: String,
+    #[arg(long, default_value = "nylas-sync-payloads")]
+    bucket: String,
+    /// Send sample notifications through the endpoint, print what was stored, and exit.
+    #[arg(long)]
+    demo: bool,
+}
+
+type Shared = Arc<Ingest<SqsNotificationSink>>;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    nylas_sync::telemetry::init();
+    let args = Args::parse();
+    if std::env::var("AWS_ENDPOINT_URL").is_err() {
+        return Err("AWS_ENDPOINT_URL is not set: run through `make dev`, which starts moto".into());
+    }
+    let sdk = aws::sdk_config(AwsTimeouts::BACKGROUND).await;
+    let sqs = aws::sqs_client(&sdk);
+    let s3 = aws::s3_client(&sdk);
+    let queue_url = sqs.create_queue().queue_name(&args.queue).send().await?.queue_url.unwrap_or_default();
+    if s3.head_bucket().bucket(&args.bucket).send().await.is_err() {
+        s3.create_bucket().bucket(&args.bucket).send().await?;
+    }
+    let env = std::collections::HashMap::from([
+        ("NOTIFICATIONS_QUEUE_URL", queue_url.as_str()),
+        ("PAYLOAD_BUCKET", args.bucket.as_str()),
+        ("NYLAS_WEBHOOK_SECRETS", args.secrets.as_str()),
+    ]);
+    let ingest: Shared = Arc::new(Ingest::from_env(&env).await?);
+
+    let app = axum::Router::new().fallback(host).with_state(ingest);
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let url = format!("http://{}/webhooks/nylas", listener.local_addr()?);
+    eprintln!("ingest listening on {url} (queue {queue_url}, bucket {})", args.bucket);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    if args.demo {
+        let secret = args.secrets.split(',').next().unwrap_or_default().trim().to_string();
+        demo(&url, &secret, &sqs, &s3, &queue_url).await?;
+        server.abort();
+        return Ok(());
+    }
+    tokio::signal::ctrl_c().await?;
+    server.abort();
+    Ok(())
+}
+
+/// One HTTP request → API Gateway v2 event → the real handler → HTTP response.
+async fn host(State(ingest): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let parts = HttpRequestParts {
+        method: method.as_str(),
+        path: uri.path(),
+        raw_query: uri.query().unwrap_or_default(),
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
+        body: &body,
+        // Lossless for any bytes; lambda_http decodes it as API Gateway's base64 encoding.
+        base64: true,
+    };
+    let answer = match request_from_event(&http_api_event(&parts)) {
+        Ok(req) => ingest.handle(req).await,
+        Err(_) => lambda_http::Response::builder()
+            .status(400)
+            .body(lambda_http::Body::Text("bad request".into()))
+            .unwrap_or_default(),
+    };
+    let (parts, body) = answer.into_parts();
+    let bytes = match body {
+        lambda_http::Body::Text(t) => t.into_bytes(),
+        lambda_http::Body::Binary(b) => b,
+        _ => Vec::new(),
+    };
+    Response::from_parts(parts, AxumBody::from(bytes))
+}
+
+async fn demo(
+    url: &str,
+    secret: &str,
+    sqs: &aws_sdk_sqs::Client,
+    s3: &aws_sdk_s3::Client,
+    queue_url: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let http = reqwest::Client::new();
+    let challenge = http.get(format!("{url}?challenge=demo-challenge")).send().await?;
+    println!("GET ?challenge=demo-challenge          -> {} {:?}", challenge.status().as_u16(), challenge.text().await?);
+
+    let notification = |id: &str, body_len: usize| {
+        serde_json::json!({
+            "specversion": "1.0", "type": "message.created", "source": "/google/emails/realtime",
+            "id": id, "time": 1_767_225_600, "webhook_delivery_attempt": 1,
+            "data": {"application_id": "demo", "object": {"id": format!("msg-{id}"), "grant_id": "demo-grant",
+                "object": "message", "subject": "demo", "folders": ["INBOX"], "body": "x".repeat(body_len)}}
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&notification("demo-gzip", 2_000))?;
+    let gzipped = gz.finish()?;
+
+    let cases: Vec<(&str, Vec<u8>, Option<String>, bool)> = vec![
+        ("signed message.created (2 KB)", notification("demo-small", 2_000), None, false),
+        ("signed, gzip", gzipped.clone(), None, true),
+        ("signed, 600 KB (claim check via S3)", notification("demo-large", 600_000), None, false),
+        ("bad signature", notification("demo-bad", 10), Some("0".repeat(64)), false),
+        ("unsigned", notification("demo-unsigned", 10), Some(String::new()), false),
+    ];
+    for (what, body, forced_sig, gzip) in cases {
+        let mut req = http.post(url).header("content-type", "application/json");
+        match forced_sig {
+            Some(s) if s.is_empty() => {}
+            Some(s) => req = req.header("x-nylas-signature", s),
+            None => req = req.header("x-nylas-signature", sign(secret, &body)),
+        }
+        if gzip {
+            req = req.header("content-encoding", "gzip");
+        }
+        let resp = req.body(body).send().await?;
+        println!("POST {what:<34} -> {} {}", resp.status().as_u16(), resp.text().await?);
+    }
+
+    println!("\nwhat reached the notifications queue:");
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await?;
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for m in messages {
+            let a = |n: &str| {
+                m.message_attributes()
+                    .and_then(|x| x.get(n))
+                    .and_then(|v| v.string_value())
+                    .unwrap_or("-")
+                    .to_string()
+            };
+            let body = m.body().unwrap_or_default();
+            let where_ = match ClaimCheck::from_message_body(body) {
+                Some(c) => {
+                    let obj = s3.get_object().bucket(&c.bucket).key(&c.key).send().await?;
+                    let len = obj.body.collect().await?.into_bytes().len();
+                    format!("s3://{}/{} ({len} bytes)", c.bucket, c.key)
+                }
+                None => format!("inline ({} bytes)", body.len()),
+            };
+            println!("  {:<14} {:<16} grant={} {where_}", a(attr::NOTIFICATION_ID), a(attr::TYPE), a(attr::GRANT_ID));
+            if let Some(handle) = m.receipt_handle() {
+                sqs.delete_message().queue_url(queue_url).receipt_handle(handle).send().await?;
+            }
+        }
+    }
+    Ok(())
+}
