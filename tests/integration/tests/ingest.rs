@@ -588,14 +588,30 @@ fn each_request_logs_one_json_line_with_its_outcome_and_never_a_secret_signature
         tracing_subscriber::EnvFilter::new("info"),
         move || writer.clone(),
     );
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let body = message_created("notif-log", "grant-log", "msg-log", 10).replace("Quarterly report", "BODY-MARKER");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let body = message_created("notif-log", "grant-log", "msg-log", 10)
+        .replace("Quarterly report", "BODY-MARKER");
     let signature = sign("current-secret", body.as_bytes());
     tracing::subscriber::with_default(subscriber, || {
         runtime.block_on(async {
             let f = Fixture::new().await;
-            assert_eq!(f.ingest.handle(signed_post(&body, "current-secret")).await.status(), 200);
-            assert_eq!(f.ingest.handle(signed_post(&body, "wrong-secret")).await.status(), 401);
+            assert_eq!(
+                f.ingest
+                    .handle(signed_post(&body, "current-secret"))
+                    .await
+                    .status(),
+                200
+            );
+            assert_eq!(
+                f.ingest
+                    .handle(signed_post(&body, "wrong-secret"))
+                    .await
+                    .status(),
+                401
+            );
         })
     });
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
@@ -610,7 +626,41 @@ fn each_request_logs_one_json_line_with_its_outcome_and_never_a_secret_signature
     assert_eq!(lines[0]["grant_id"], "grant-log");
     assert_eq!(lines[1]["outcome"], "invalid_signature");
     assert_eq!(lines[1]["status"], 401);
-    for secret_or_body in ["current-secret", "wrong-secret", signature.as_str(), "BODY-MARKER"] {
-        assert!(!text.contains(secret_or_body), "log holds {secret_or_body}: {text}");
+    for secret_or_body in [
+        "current-secret",
+        "wrong-secret",
+        signature.as_str(),
+        "BODY-MARKER",
+    ] {
+        assert!(
+            !text.contains(secret_or_body),
+            "log holds {secret_or_body}: {text}"
+        );
     }
+}
+
+#[tokio::test]
+async fn a_signed_notification_through_a_rest_api_v1_event_is_queued() {
+    let f = Fixture::new().await;
+    let body = message_created("notif-v1", "grant-1", "msg-1", 300);
+    let sig = sign("current-secret", body.as_bytes());
+    for base64 in [false, true] {
+        let req = post(
+            Api::Rest,
+            body.as_bytes(),
+            &[("x-nylas-signature", &sig)],
+            base64,
+        );
+        assert_eq!(f.ingest.handle(req).await.status(), 200, "base64={base64}");
+    }
+    let forged = post(
+        Api::Rest,
+        body.as_bytes(),
+        &[("x-nylas-signature", &"ab".repeat(32))],
+        false,
+    );
+    assert_eq!(f.ingest.handle(forged).await.status(), 401);
+    let queued = f.aws.drain(&f.queue_url).await;
+    assert_eq!(queued.len(), 2);
+    assert!(queued.iter().all(|m| m.body() == Some(body.as_str())));
 }

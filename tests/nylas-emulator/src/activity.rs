@@ -28,6 +28,9 @@ pub(crate) async fn run(shared: std::sync::Arc<Shared>) {
 fn apply_due(shared: &Shared) -> f64 {
     let now_f = shared.clock.now_f64();
     for _ in 0..MAX_CHANGES_PER_PASS {
+        if shared.paused.load(Ordering::SeqCst) {
+            break;
+        }
         let grant_due = {
             let model = lock(&shared.model);
             model
@@ -47,6 +50,9 @@ fn apply_due(shared: &Shared) -> f64 {
             (None, Some(tl)) => lifecycle_change(shared, tl),
             (Some((id, tg)), _) => {
                 shared.mutate(|model, now, out| {
+                    if shared.paused.load(Ordering::SeqCst) {
+                        return;
+                    }
                     model.random_change(&id, now, out);
                     if let Some(g) = model.grants.get_mut(&id) {
                         g.next_activity_at = next_after(tg, g.events_per_minute / 60.0, &mut g.rng);
@@ -65,7 +71,12 @@ fn apply_due(shared: &Shared) -> f64 {
 }
 
 fn lifecycle_change(shared: &Shared, due: f64) {
-    let reauth = shared.mutate(|model, now, out| model.random_grant_change(now, out));
+    let reauth = shared.mutate(|model, now, out| {
+        if shared.paused.load(Ordering::SeqCst) {
+            return Default::default();
+        }
+        model.random_grant_change(now, out)
+    });
     shared.record_reauth(reauth);
     let rate = shared.config.grant_changes_per_hour / 3600.0;
     let mut rng = lock(&shared.fault_rng);

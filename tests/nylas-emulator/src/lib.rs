@@ -264,7 +264,10 @@ impl Shared {
         }
     }
 
+    /// Once this returns, no activity change lands: the flag is set under the model lock, and
+    /// the activity loop checks it under the same lock before every change.
     pub(crate) fn pause(&self) {
+        let _model = lock(&self.model);
         self.paused.store(true, Ordering::SeqCst);
     }
 

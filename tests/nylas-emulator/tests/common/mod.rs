@@ -88,7 +88,8 @@ struct ReceiverState {
     script: Mutex<VecDeque<u16>>,
     always: Mutex<Option<u16>>,
     wrong_challenge: Mutex<bool>,
-    delay: Mutex<Option<Duration>>,
+    /// Hold the answers to the next N POSTs back this long.
+    delay: Mutex<(usize, Duration)>,
 }
 
 /// An HTTP endpoint standing in for the project's ingest function.
@@ -149,8 +150,9 @@ impl Receiver {
         *self.state.wrong_challenge.lock().expect("lock") = mode == ChallengeMode::WrongValue;
     }
 
-    pub fn set_delay(&self, d: Option<Duration>) {
-        *self.state.delay.lock().expect("lock") = d;
+    /// Hold the answers to the next `count` POSTs back by `d` (to make attempts time out).
+    pub fn delay_next(&self, count: usize, d: Duration) {
+        *self.state.delay.lock().expect("lock") = (count, d);
     }
 }
 
@@ -177,7 +179,15 @@ async fn notification(
         body,
         at: Instant::now(),
     });
-    let delay = *s.delay.lock().expect("lock");
+    let delay = {
+        let mut d = s.delay.lock().expect("lock");
+        if d.0 > 0 {
+            d.0 -= 1;
+            Some(d.1)
+        } else {
+            None
+        }
+    };
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
