@@ -28,7 +28,11 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:9000")]
     listen: SocketAddr,
     /// Webhook secrets (comma-separated, current first) the ingest accepts.
-    #[arg(long, env = "NYLAS_WEBHOOK_SECRETS", default_value = "local-dev-secret")]
+    #[arg(
+        long,
+        env = "NYLAS_WEBHOOK_SECRETS",
+        default_value = "local-dev-secret"
+    )]
     secrets: String,
     /// Queue and bucket names created in the emulator.
     #[arg(long, default_value = "nylas-sync-notifications")]
@@ -47,12 +51,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     nylas_sync::telemetry::init();
     let args = Args::parse();
     if std::env::var("AWS_ENDPOINT_URL").is_err() {
-        return Err("AWS_ENDPOINT_URL is not set: run through `make dev`, which starts moto".into());
+        return Err(
+            "AWS_ENDPOINT_URL is not set: run through `make dev`, which starts moto".into(),
+        );
     }
     let sdk = aws::sdk_config(AwsTimeouts::BACKGROUND).await;
     let sqs = aws::sqs_client(&sdk);
     let s3 = aws::s3_client(&sdk);
-    let queue_url = sqs.create_queue().queue_name(&args.queue).send().await?.queue_url.unwrap_or_default();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(&args.queue)
+        .send()
+        .await?
+        .queue_url
+        .unwrap_or_default();
     if s3.head_bucket().bucket(&args.bucket).send().await.is_err() {
         s3.create_bucket().bucket(&args.bucket).send().await?;
     }
@@ -66,11 +78,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = axum::Router::new().fallback(host).with_state(ingest);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let url = format!("http://{}/webhooks/nylas", listener.local_addr()?);
-    eprintln!("ingest listening on {url} (queue {queue_url}, bucket {})", args.bucket);
+    eprintln!(
+        "ingest listening on {url} (queue {queue_url}, bucket {})",
+        args.bucket
+    );
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     if args.demo {
-        let secret = args.secrets.split(',').next().unwrap_or_default().trim().to_string();
+        let secret = args
+            .secrets
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
         demo(&url, &secret, &sqs, &s3, &queue_url).await?;
         server.abort();
         return Ok(());
@@ -81,7 +102,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// One HTTP request → API Gateway v2 event → the real handler → HTTP response.
-async fn host(State(ingest): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn host(
+    State(ingest): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let parts = HttpRequestParts {
         method: method.as_str(),
         path: uri.path(),
@@ -118,8 +145,15 @@ async fn demo(
     queue_url: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let http = reqwest::Client::new();
-    let challenge = http.get(format!("{url}?challenge=demo-challenge")).send().await?;
-    println!("GET ?challenge=demo-challenge          -> {} {:?}", challenge.status().as_u16(), challenge.text().await?);
+    let challenge = http
+        .get(format!("{url}?challenge=demo-challenge"))
+        .send()
+        .await?;
+    println!(
+        "GET ?challenge=demo-challenge          -> {} {:?}",
+        challenge.status().as_u16(),
+        challenge.text().await?
+    );
 
     let notification = |id: &str, body_len: usize| {
         serde_json::json!({
@@ -136,11 +170,31 @@ async fn demo(
     let gzipped = gz.finish()?;
 
     let cases: Vec<(&str, Vec<u8>, Option<String>, bool)> = vec![
-        ("signed message.created (2 KB)", notification("demo-small", 2_000), None, false),
+        (
+            "signed message.created (2 KB)",
+            notification("demo-small", 2_000),
+            None,
+            false,
+        ),
         ("signed, gzip", gzipped.clone(), None, true),
-        ("signed, 600 KB (claim check via S3)", notification("demo-large", 600_000), None, false),
-        ("bad signature", notification("demo-bad", 10), Some("0".repeat(64)), false),
-        ("unsigned", notification("demo-unsigned", 10), Some(String::new()), false),
+        (
+            "signed, 600 KB (claim check via S3)",
+            notification("demo-large", 600_000),
+            None,
+            false,
+        ),
+        (
+            "bad signature",
+            notification("demo-bad", 10),
+            Some("0".repeat(64)),
+            false,
+        ),
+        (
+            "unsigned",
+            notification("demo-unsigned", 10),
+            Some(String::new()),
+            false,
+        ),
     ];
     for (what, body, forced_sig, gzip) in cases {
         let mut req = http.post(url).header("content-type", "application/json");
@@ -153,7 +207,11 @@ async fn demo(
             req = req.header("content-encoding", "gzip");
         }
         let resp = req.body(body).send().await?;
-        println!("POST {what:<34} -> {} {}", resp.status().as_u16(), resp.text().await?);
+        println!(
+            "POST {what:<34} -> {} {}",
+            resp.status().as_u16(),
+            resp.text().await?
+        );
     }
 
     println!("\nwhat reached the notifications queue:");
@@ -186,9 +244,18 @@ async fn demo(
                 }
                 None => format!("inline ({} bytes)", body.len()),
             };
-            println!("  {:<14} {:<16} grant={} {where_}", a(attr::NOTIFICATION_ID), a(attr::TYPE), a(attr::GRANT_ID));
+            println!(
+                "  {:<14} {:<16} grant={} {where_}",
+                a(attr::NOTIFICATION_ID),
+                a(attr::TYPE),
+                a(attr::GRANT_ID)
+            );
             if let Some(handle) = m.receipt_handle() {
-                sqs.delete_message().queue_url(queue_url).receipt_handle(handle).send().await?;
+                sqs.delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await?;
             }
         }
     }

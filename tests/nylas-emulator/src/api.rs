@@ -100,6 +100,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/v3/webhooks/rotate-secret/{webhook_id}",
             post(rotate_secret),
         )
+        .route("/v3/webhooks/send-test-event", post(send_test_event))
         .route_layer(middleware::from_fn_with_state(shared.clone(), v3_gate));
     Router::new()
         .merge(v3)
@@ -700,6 +701,41 @@ async fn create_webhook(State(s): S, body: Bytes) -> ApiResult {
         o.insert("webhook_secret".into(), Value::String(secret));
     }
     Ok(object_envelope(&s, data))
+}
+
+/// The secret Nylas signs `send-test-event` notifications with.
+const MOCK_WEBHOOK_SECRET: &str = "mock-webhook-secret";
+
+/// `POST /v3/webhooks/send-test-event`: one mock notification of `trigger_type`, signed with
+/// `mock-webhook-secret`, sent once to `webhook_url` (no retries).
+async fn send_test_event(State(s): S, body: Bytes) -> ApiResult {
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::invalid("request body must be a JSON object"))?;
+    let kind = v
+        .get("trigger_type")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::invalid("trigger_type is required"))?
+        .to_string();
+    let url = v
+        .get("webhook_url")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid("webhook_url is required"))?
+        .to_string();
+    reqwest::Url::parse(&url)
+        .map_err(|_| ApiError::invalid("webhook_url must be an absolute http(s) URL"))?;
+    let noun = kind.split('.').next().unwrap_or("object").to_string();
+    let object = json!({"id": "mock-object-id", "grant_id": "mock-grant-id", "object": noun});
+    let n = lock(&s.model).notification(&kind, "/nylas/test", s.clock.now(), "mock-grant-id", object);
+    match crate::delivery::post_signed(&s, &url, MOCK_WEBHOOK_SECRET, false, &n, 1).await {
+        Some(status) if (200..300).contains(&status) => {
+            Ok(object_envelope(&s, json!({"status": "success"})))
+        }
+        Some(status) => Err(ApiError::invalid(format!(
+            "webhook_url answered the test event with status {status}"
+        ))),
+        None => Err(ApiError::invalid("webhook_url could not be reached")),
+    }
 }
 
 #[cfg(test)]

@@ -166,7 +166,7 @@ async fn add_destination(State(s): S, body: Bytes) -> R {
     if reqwest::Url::parse(&b.url).is_err() {
         return Err(ApiError::invalid("url must be an absolute URL"));
     }
-    let triggers = b.trigger_types.unwrap_or_else(webhooks::all_triggers);
+    let triggers = b.trigger_types.unwrap_or_else(|| vec!["*".to_string()]);
     let (id, secret) = webhooks::register(&s, &b.url, triggers, b.compressed, None, vec![]);
     ok(json!({"id": id, "webhook_secret": secret}))
 }

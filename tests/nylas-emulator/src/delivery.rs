@@ -116,7 +116,7 @@ pub(crate) async fn run_dispatcher(shared: Arc<Shared>, mut rx: mpsc::UnboundedR
         let max_delay = faults.max_delay.as_secs_f64();
         let dests = lock(&shared.destinations);
         for d in dests.values() {
-            if !d.subscribes(out.notification.trigger()) {
+            if !d.subscribes(&out.notification) {
                 continue;
             }
             let (drop_it, duplicate) = {
@@ -260,31 +260,40 @@ async fn attempt_once(shared: &Shared, dest_id: &str, n: &Notification, attempt:
     if shared.in_outage() {
         return Attempt::Retryable;
     }
+    match post_signed(shared, &url, &secret, compressed, n, attempt).await {
+        Some(status) if (200..300).contains(&status) => Attempt::Delivered,
+        Some(status) if !RETRYABLE_STATUSES.contains(&status) => Attempt::Rejected,
+        _ => Attempt::Retryable,
+    }
+}
+
+/// One signed POST of a notification. The answer's status, or `None` on a timeout or a
+/// connection error.
+pub(crate) async fn post_signed(
+    shared: &Shared,
+    url: &str,
+    secret: &str,
+    compressed: bool,
+    n: &Notification,
+    attempt: u32,
+) -> Option<u16> {
     let json = envelope_bytes(&shared.config.application_id, n, attempt);
     let body = if compressed { gzip(&json) } else { json };
-    let signature = sign(&secret, &body);
+    let signature = sign(secret, &body);
     let mut req = shared
         .http
-        .post(&url)
+        .post(url)
         .timeout(shared.config.delivery_timeout)
         .header("content-type", "application/json")
         .header("x-nylas-signature", signature);
     if compressed {
         req = req.header("content-encoding", "gzip");
     }
-    match req.body(body).send().await {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            if resp.status().is_success() {
-                Attempt::Delivered
-            } else if RETRYABLE_STATUSES.contains(&status) {
-                Attempt::Retryable
-            } else {
-                Attempt::Rejected
-            }
-        }
-        Err(_) => Attempt::Retryable,
-    }
+    req.body(body)
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
 }
 
 #[cfg(test)]

@@ -556,13 +556,32 @@ impl Emulator {
         self.shared.stats()
     }
 
-    /// Registers a destination subscribed to every trigger, without the challenge.
+    /// Sends a notification of any type (e.g. `message.created.cleaned`, `booking.created`) with
+    /// `object` as `data.object`, to every destination subscribed to it, through the same path
+    /// as the model's own (silent mode, expired grants, faults, retries). Returns its id.
+    pub fn emit_notification(&self, kind: &str, grant: &str, object: Value) -> String {
+        let source = if kind.starts_with("event.") || kind.starts_with("calendar.") {
+            "/google/calendar/realtime"
+        } else if kind.starts_with("grant.") {
+            "/nylas/system"
+        } else {
+            "/google/emails/realtime"
+        };
+        self.shared.mutate(|m, now, out| {
+            let n = m.notification(kind, source, now, grant, object);
+            let id = n.id.clone();
+            out.push(n);
+            id
+        })
+    }
+
+    /// Registers a destination subscribed to every notification (trigger `*`), without the challenge.
     /// Returns `(id, webhook_secret)`.
     pub fn register_destination_direct(&self, url: &str, compressed: bool) -> (String, String) {
         webhooks::register(
             &self.shared,
             url,
-            webhooks::all_triggers(),
+            vec!["*".to_string()],
             compressed,
             None,
             vec![],

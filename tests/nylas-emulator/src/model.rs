@@ -244,12 +244,15 @@ pub(crate) struct Notification {
 }
 
 impl Notification {
-    /// The trigger a destination subscribes to (`message.created` for `message.created.truncated`).
-    pub(crate) fn trigger(&self) -> &str {
-        match self.kind.strip_suffix(".truncated") {
-            Some(base) => base,
-            None => &self.kind,
-        }
+    /// Whether a destination subscribed to `trigger` gets this notification: the exact type, or
+    /// a suffixed variant of it (`message.created` gets `message.created.truncated`).
+    pub(crate) fn matches_trigger(&self, trigger: &str) -> bool {
+        trigger == "*"
+            || self.kind == trigger
+            || self
+                .kind
+                .strip_prefix(trigger)
+                .is_some_and(|rest| rest.starts_with('.'))
     }
 }
 
@@ -414,7 +417,7 @@ impl Model {
         }
     }
 
-    fn notification(
+    pub(crate) fn notification(
         &mut self,
         kind: &str,
         source: &'static str,

@@ -8,28 +8,6 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::delivery::run_destination;
 use crate::{lock, Shared};
 
-/// Every trigger the emulator produces.
-pub(crate) fn all_triggers() -> Vec<String> {
-    [
-        "message.created",
-        "message.updated",
-        "message.deleted",
-        "event.created",
-        "event.updated",
-        "event.deleted",
-        "calendar.created",
-        "calendar.updated",
-        "calendar.deleted",
-        "grant.created",
-        "grant.updated",
-        "grant.deleted",
-        "grant.expired",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect()
-}
-
 /// A destination as `GET /v3/webhooks/{id}` shows it (never with its secret).
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct WebhookInfo {
@@ -52,8 +30,8 @@ pub(crate) struct Destination {
 }
 
 impl Destination {
-    pub(crate) fn subscribes(&self, trigger: &str) -> bool {
-        self.info.trigger_types.iter().any(|t| t == trigger)
+    pub(crate) fn subscribes(&self, n: &crate::model::Notification) -> bool {
+        self.info.trigger_types.iter().any(|t| n.matches_trigger(t))
     }
 }
 
