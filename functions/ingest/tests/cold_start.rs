@@ -12,6 +12,10 @@ fn a_cold_start_without_configuration_fails_naming_the_missing_variable() {
         .output()
         .expect("run the ingest binary");
     assert!(!out.status.success());
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("NOTIFICATIONS_QUEUE_URL"), "{text}");
 }
