@@ -726,7 +726,8 @@ async fn send_test_event(State(s): S, body: Bytes) -> ApiResult {
         .map_err(|_| ApiError::invalid("webhook_url must be an absolute http(s) URL"))?;
     let noun = kind.split('.').next().unwrap_or("object").to_string();
     let object = json!({"id": "mock-object-id", "grant_id": "mock-grant-id", "object": noun});
-    let n = lock(&s.model).notification(&kind, "/nylas/test", s.clock.now(), "mock-grant-id", object);
+    let n =
+        lock(&s.model).notification(&kind, "/nylas/test", s.clock.now(), "mock-grant-id", object);
     match crate::delivery::post_signed(&s, &url, MOCK_WEBHOOK_SECRET, false, &n, 1).await {
         Some(status) if (200..300).contains(&status) => {
             Ok(object_envelope(&s, json!({"status": "success"})))

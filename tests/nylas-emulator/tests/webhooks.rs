@@ -484,3 +484,54 @@ async fn silent_changes_reach_the_truth_but_send_no_notification() {
     assert_eq!(emu.stats().webhooks.suppressed_silent, 1);
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn send_test_event_posts_one_notification_signed_with_the_mock_secret() {
+    let emu = start(idle()).await;
+    let rx = Receiver::start().await;
+    let resp = client()
+        .post(format!("{}/v3/webhooks/send-test-event", emu.base_url()))
+        .bearer_auth(emu.api_key())
+        .json(&json!({"trigger_type": "message.created", "webhook_url": rx.url}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(rx.count(), 1);
+    let r = &rx.received()[0];
+    assert!(r.signature_verifies_with("mock-webhook-secret"));
+    assert_eq!(r.kind(), "message.created");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn suffixed_variants_reach_subscribers_of_the_base_trigger_and_unknown_types_reach_catch_all_destinations(
+) {
+    let emu = start(idle()).await;
+    let subscribed = Receiver::start().await;
+    let catch_all = Receiver::start().await;
+    let (status, _) = create_webhook(
+        &emu,
+        json!({"trigger_types": ["message.created"], "webhook_url": subscribed.url}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    emu.register_destination_direct(&catch_all.url, false);
+    let g = emu.grant_ids()[0].clone();
+    let object = json!({"id": "m1", "grant_id": g, "object": "message", "body": "# cleaned"});
+    emu.emit_notification("message.created.cleaned", &g, object);
+    emu.emit_notification("booking.created", &g, json!({"grant_id": g}));
+    emu.emit_notification("message.createdx", &g, json!({"grant_id": g}));
+    assert!(emu.wait_for_deliveries_idle(DEADLINE).await);
+    let kinds = |r: &Receiver| r.received().iter().map(|x| x.kind()).collect::<Vec<_>>();
+    assert_eq!(kinds(&subscribed), vec!["message.created.cleaned"]);
+    assert_eq!(
+        kinds(&catch_all),
+        vec![
+            "message.created.cleaned",
+            "booking.created",
+            "message.createdx"
+        ]
+    );
+    emu.shutdown().await;
+}
