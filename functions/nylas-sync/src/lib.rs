@@ -9,11 +9,17 @@
 
 pub mod apigw;
 pub mod aws;
+pub mod clock;
 pub mod config;
+pub mod consumer;
+pub mod grants;
 pub mod ingest;
+pub mod jobs;
 pub mod notification;
+pub mod nylas;
 pub mod queue;
 pub mod signature;
+pub mod store;
 pub mod telemetry;
 
 /// What went wrong in a JSON document and where, without echoing any of its values

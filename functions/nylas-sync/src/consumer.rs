@@ -1,0 +1,820 @@
+//! The consumer: turns a batch of queued notifications into store writes.
+//!
+//! Each record is parsed on its own and a bad record never fails the others. Notifications about
+//! the same object in one batch are grouped: the newest wins and at most one fetch is made.
+//! Full objects are written **without calling Nylas**; truncated, metadata-only or otherwise
+//! incomplete ones are fetched; deletes and fetches that answer 404 write tombstones.
+//!
+//! Versions (milliseconds): a webhook state is versioned by its notification `time` (events by
+//! `updated_at` when present), a tombstone by the end of its notification's second (deletes are
+//! final), a fetched state by the time of the fetch. Notification times have one-second
+//! resolution, so two different states in the same second cannot be ordered from the
+//! notifications: when a write loses to a different state of the same second, the consumer
+//! fetches the current object instead, which is always right.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures::stream::{self, StreamExt};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::aws::{self, AwsTimeouts};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{ConfigError, Env, Secrets, DEFAULT_NYLAS_API_URI};
+use crate::grants::{GrantStatus, GrantStore, StatusChange};
+use crate::jobs::{JobKind, JobQueue, ReconcileJob};
+use crate::notification::ObjectKind;
+use crate::nylas::{ClientSettings, NylasClient, NylasError};
+use crate::queue::ClaimCheck;
+use crate::store::{ObjectRef, ObjectState, ObjectStore, PutOutcome, Source, StoreError, Version};
+
+/// Whether full-object notifications are trusted or re-fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchPolicy {
+    /// Fetch only when the notification lacks the current object (the default).
+    WhenNeeded,
+    /// Fetch on every create/update, as the cookbook's handler does (for comparison).
+    Always,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    pub fetch_policy: FetchPolicy,
+    /// Object groups processed at once within a batch.
+    pub concurrency: usize,
+    /// Delete a grant's objects on `grant.deleted`.
+    pub purge_on_grant_delete: bool,
+    /// How far back the initial backfill of a new grant reaches, in days.
+    pub backfill_days: i64,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            fetch_policy: FetchPolicy::WhenNeeded,
+            concurrency: 8,
+            purge_on_grant_delete: true,
+            backfill_days: 30,
+        }
+    }
+}
+
+impl ConsumerSettings {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let fetch_policy = match env.optional("FETCH_POLICY").as_deref().map(str::trim) {
+            None | Some("when-needed") | Some("when_needed") => FetchPolicy::WhenNeeded,
+            Some("always") => FetchPolicy::Always,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    name: "FETCH_POLICY",
+                    reason: "expected when-needed or always".into(),
+                })
+            }
+        };
+        let purge = match env
+            .optional("PURGE_ON_GRANT_DELETE")
+            .as_deref()
+            .map(str::trim)
+        {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    name: "PURGE_ON_GRANT_DELETE",
+                    reason: "expected true or false".into(),
+                })
+            }
+        };
+        Ok(Self {
+            fetch_policy,
+            concurrency: env
+                .number_or("CONSUMER_CONCURRENCY", d.concurrency as u64)?
+                .clamp(1, 64) as usize,
+            purge_on_grant_delete: purge,
+            backfill_days: env.number_or("BACKFILL_DAYS", d.backfill_days as u64)? as i64,
+        })
+    }
+}
+
+/// Counters since the cold start (reported per batch in the log, exported as metrics).
+#[derive(Debug, Default)]
+pub struct ConsumerCounters {
+    pub records: AtomicU64,
+    pub written: AtomicU64,
+    pub stale: AtomicU64,
+    pub tombstoned: AtomicU64,
+    pub fetched: AtomicU64,
+    pub fetches_avoided: AtomicU64,
+    pub unknown: AtomicU64,
+    pub grant_changes: AtomicU64,
+    pub skipped: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+impl ConsumerCounters {
+    fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+pub struct Consumer {
+    pub objects: ObjectStore,
+    pub grants: GrantStore,
+    pub jobs: JobQueue,
+    pub nylas: NylasClient,
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub settings: ConsumerSettings,
+    pub clock: Arc<dyn Clock>,
+    pub counters: ConsumerCounters,
+    queue_urls: Mutex<HashMap<String, String>>,
+    unknown_seen: Mutex<HashSet<String>>,
+}
+
+/// Why a record is reported as failed.
+#[derive(Debug)]
+enum Failure {
+    /// Try again after the queue's visibility timeout, or after `Some(delay)`.
+    Retry(Option<Duration>, String),
+    /// Will never succeed; reported failed so that it reaches the DLQ after maxReceiveCount.
+    Permanent(String),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Retry(None, e.to_string())
+    }
+}
+
+#[derive(Deserialize)]
+struct Notification {
+    id: String,
+    #[serde(rename = "type")]
+    trigger: String,
+    time: i64,
+    #[serde(default)]
+    data: Option<NotificationData>,
+}
+
+#[derive(Deserialize)]
+struct NotificationData {
+    #[serde(default)]
+    object: Option<Value>,
+    #[serde(default)]
+    grant_id: Option<String>,
+}
+
+/// What one object notification asks for.
+#[derive(Debug, Clone)]
+enum Action {
+    Write(Value),
+    Tombstone,
+    Fetch,
+}
+
+#[derive(Debug, Clone)]
+struct Intent {
+    message_id: String,
+    notification_id: String,
+    grant_id: String,
+    object_ref: ObjectRef,
+    time: i64,
+    version: Version,
+    action: Action,
+}
+
+impl Intent {
+    fn hash(&self) -> String {
+        match &self.action {
+            Action::Write(v) => crate::store::content_hash(Some(v)),
+            Action::Tombstone => "tombstone".into(),
+            Action::Fetch => format!("fetch:{}", self.notification_id),
+        }
+    }
+}
+
+enum Parsed {
+    Object(Intent),
+    Grant {
+        message_id: String,
+        trigger: String,
+        grant_id: String,
+        time: i64,
+        object: Value,
+    },
+    /// Acknowledged without effect (unknown types, folder suffixes...).
+    Ignore,
+}
+
+impl Consumer {
+    /// Reads the configuration contract and builds the clients once per cold start.
+    pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let objects_table = env.required("OBJECTS_TABLE")?;
+        let grants_table = env.required("GRANTS_TABLE")?;
+        let bucket = env.required("PAYLOAD_BUCKET")?;
+        let reconcile_queue = env.required("RECONCILE_QUEUE_URL")?;
+        let api_uri = env
+            .optional("NYLAS_API_URI")
+            .unwrap_or_else(|| DEFAULT_NYLAS_API_URI.into());
+        let settings = ConsumerSettings::from_env(env)?;
+        let sdk = aws::sdk_config(AwsTimeouts::BACKGROUND).await;
+        let secrets = Secrets::load(env, &sdk).await?;
+        let api_key = secrets.require_api_key(env)?;
+        let nylas =
+            NylasClient::new(&api_uri, api_key, ClientSettings::default()).map_err(|e| {
+                ConfigError::Invalid {
+                    name: "NYLAS_API_URI",
+                    reason: e.to_string(),
+                }
+            })?;
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        let s3 = aws::s3_client(&sdk);
+        let sqs = aws::sqs_client(&sdk);
+        Ok(Self::new(
+            ObjectStore {
+                ddb: ddb.clone(),
+                s3: s3.clone(),
+                table: objects_table,
+                bucket,
+                max_inline_object_bytes: crate::store::DEFAULT_MAX_INLINE_OBJECT_BYTES,
+            },
+            GrantStore {
+                ddb,
+                table: grants_table,
+            },
+            JobQueue {
+                sqs: sqs.clone(),
+                queue_url: reconcile_queue,
+            },
+            nylas,
+            s3,
+            sqs,
+            settings,
+            Arc::new(SystemClock),
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        objects: ObjectStore,
+        grants: GrantStore,
+        jobs: JobQueue,
+        nylas: NylasClient,
+        s3: aws_sdk_s3::Client,
+        sqs: aws_sdk_sqs::Client,
+        settings: ConsumerSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            objects,
+            grants,
+            jobs,
+            nylas,
+            s3,
+            sqs,
+            settings,
+            clock,
+            counters: ConsumerCounters::default(),
+            queue_urls: Mutex::new(HashMap::new()),
+            unknown_seen: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Processes one SQS batch; the response lists the records to retry.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let records = event.records;
+        ConsumerCounters::add(&self.counters.records, records.len() as u64);
+        let mut failures: HashMap<String, Failure> = HashMap::new();
+
+        // 1. Parse every record on its own (claim checks resolved from S3).
+        let parsed: Vec<(SqsMessage, Result<Parsed, Failure>)> = stream::iter(records)
+            .map(|r| async move {
+                let p = self.parse(&r).await;
+                (r, p)
+            })
+            .buffered(self.settings.concurrency)
+            .collect()
+            .await;
+        let mut intents = Vec::new();
+        let mut grant_events = Vec::new();
+        let mut by_id: HashMap<String, SqsMessage> = HashMap::new();
+        for (record, p) in parsed {
+            let id = record.message_id.clone().unwrap_or_default();
+            match p {
+                Ok(Parsed::Object(i)) => intents.push(i),
+                Ok(Parsed::Grant {
+                    message_id,
+                    trigger,
+                    grant_id,
+                    time,
+                    object,
+                }) => grant_events.push((message_id, trigger, grant_id, time, object)),
+                Ok(Parsed::Ignore) => {}
+                Err(f) => {
+                    failures.insert(id.clone(), f);
+                }
+            }
+            by_id.insert(id, record);
+        }
+
+        // 2. Grant lifecycle first, in notification order, so that object writes below see it.
+        grant_events.sort_by_key(|g| g.3);
+        for (message_id, trigger, grant_id, time, object) in grant_events {
+            if let Err(f) = self
+                .grant_lifecycle(&trigger, &grant_id, time, &object)
+                .await
+            {
+                failures.insert(message_id, f);
+            }
+        }
+
+        // 3. Objects of deleted grants are not written (a late notification must not refill a purged grant).
+        let grant_ids: HashSet<String> = intents.iter().map(|i| i.grant_id.clone()).collect();
+        let statuses: Vec<(String, Result<Option<GrantStatus>, StoreError>)> =
+            stream::iter(grant_ids)
+                .map(|g| async move {
+                    let s = self.grants.get(&g).await.map(|o| o.map(|g| g.status));
+                    (g, s)
+                })
+                .buffer_unordered(self.settings.concurrency)
+                .collect()
+                .await;
+        let mut skip_grants = HashSet::new();
+        let mut failed_grants = HashMap::new();
+        for (g, s) in statuses {
+            match s {
+                Ok(Some(GrantStatus::Deleted)) => {
+                    skip_grants.insert(g);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failed_grants.insert(g, e.to_string());
+                }
+            }
+        }
+
+        // 4. Group by object; newest wins; groups run concurrently (bounded).
+        let mut groups: HashMap<(String, ObjectRef), Vec<Intent>> = HashMap::new();
+        for i in intents {
+            if skip_grants.contains(&i.grant_id) {
+                ConsumerCounters::add(&self.counters.skipped, 1);
+                continue;
+            }
+            if let Some(e) = failed_grants.get(&i.grant_id) {
+                failures.insert(i.message_id.clone(), Failure::Retry(None, e.clone()));
+                continue;
+            }
+            groups
+                .entry((i.grant_id.clone(), i.object_ref.clone()))
+                .or_default()
+                .push(i);
+        }
+        let results: Vec<(Vec<String>, Result<(), Failure>)> = stream::iter(groups.into_values())
+            .map(|group| async move {
+                let ids = group.iter().map(|i| i.message_id.clone()).collect();
+                (ids, self.apply_group(group).await)
+            })
+            .buffer_unordered(self.settings.concurrency)
+            .collect()
+            .await;
+        for (ids, r) in results {
+            if let Err(f) = r {
+                for id in ids {
+                    failures.insert(id, clone_failure(&f));
+                }
+            }
+        }
+
+        // 5. Report failures; delay rate-limited records by their Retry-After.
+        let mut response = SqsBatchResponse::default();
+        for (id, f) in failures {
+            ConsumerCounters::add(&self.counters.failed, 1);
+            match &f {
+                Failure::Retry(Some(delay), why) => {
+                    tracing::warn!(message_id = %id, delay_s = delay.as_secs(), reason = %why, "record delayed");
+                    if let Some(record) = by_id.get(&id) {
+                        self.delay(record, *delay).await;
+                    }
+                }
+                Failure::Retry(None, why) => {
+                    tracing::warn!(message_id = %id, reason = %why, "record will be retried")
+                }
+                Failure::Permanent(why) => {
+                    tracing::error!(message_id = %id, reason = %why, "record cannot be processed")
+                }
+            }
+            let mut item = BatchItemFailure::default();
+            item.item_identifier = id;
+            response.batch_item_failures.push(item);
+        }
+        response
+    }
+
+    async fn parse(&self, record: &SqsMessage) -> Result<Parsed, Failure> {
+        let message_id = record.message_id.clone().unwrap_or_default();
+        let body = record.body.as_deref().unwrap_or_default();
+        let text = match ClaimCheck::from_message_body(body) {
+            Some(check) => {
+                let out = self
+                    .s3
+                    .get_object()
+                    .bucket(&check.bucket)
+                    .key(&check.key)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        Failure::Retry(None, aws_sdk_s3::error::DisplayErrorContext(e).to_string())
+                    })?;
+                let bytes = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| Failure::Retry(None, e.to_string()))?
+                    .into_bytes();
+                String::from_utf8(bytes.to_vec())
+                    .map_err(|_| Failure::Permanent("claim-checked payload is not UTF-8".into()))?
+            }
+            None => body.to_string(),
+        };
+        let n: Notification = serde_json::from_str(&text).map_err(|e| {
+            Failure::Permanent(format!(
+                "not a notification: {}",
+                crate::json_error_summary(&e)
+            ))
+        })?;
+        let data = n.data.unwrap_or(NotificationData {
+            object: None,
+            grant_id: None,
+        });
+        let object = data.object.unwrap_or(Value::Null);
+        let grant_id = object
+            .get("grant_id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or(data.grant_id)
+            .unwrap_or_default();
+        let kind = ObjectKind::of(&n.trigger);
+        let mut parts = n.trigger.split('.');
+        let (_, verb, suffix) = (parts.next(), parts.next().unwrap_or_default(), parts.next());
+        let id = object
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if kind != ObjectKind::Other && grant_id.is_empty() {
+            return Err(Failure::Permanent(format!(
+                "{} without grant_id",
+                n.trigger
+            )));
+        }
+        if kind.names_an_object() && id.is_empty() {
+            return Err(Failure::Permanent(format!(
+                "{} without object id",
+                n.trigger
+            )));
+        }
+        let object_ref = match kind {
+            ObjectKind::Grant => {
+                return Ok(Parsed::Grant {
+                    message_id,
+                    trigger: n.trigger,
+                    grant_id,
+                    time: n.time,
+                    object,
+                });
+            }
+            ObjectKind::Other => {
+                self.note_unknown(&n.trigger);
+                return Ok(Parsed::Ignore);
+            }
+            ObjectKind::Message => ObjectRef::Message { id },
+            ObjectKind::Calendar => ObjectRef::Calendar { id },
+            ObjectKind::Folder => ObjectRef::Folder { id },
+            ObjectKind::Event => {
+                let calendar_id = object
+                    .get("calendar_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                if calendar_id.is_empty() {
+                    return Err(Failure::Permanent(
+                        "event notification without calendar_id".into(),
+                    ));
+                }
+                ObjectRef::Event {
+                    calendar_id: calendar_id.to_string(),
+                    id,
+                }
+            }
+        };
+        let second = n.time.saturating_mul(1000);
+        let (action, version) = match (verb, suffix) {
+            ("deleted", _) => (Action::Tombstone, second + 999),
+            ("created" | "updated", None) => {
+                let version = match kind {
+                    ObjectKind::Event => object
+                        .get("updated_at")
+                        .and_then(Value::as_i64)
+                        .map(|u| u.max(n.time) * 1000)
+                        .unwrap_or(second),
+                    _ => second,
+                };
+                let fetchable = !matches!(kind, ObjectKind::Folder);
+                if self.settings.fetch_policy == FetchPolicy::Always && fetchable {
+                    (Action::Fetch, version)
+                } else if kind == ObjectKind::Event
+                    && object.get("status").and_then(Value::as_str) == Some("cancelled")
+                {
+                    (Action::Tombstone, version)
+                } else {
+                    (Action::Write(object), version)
+                }
+            }
+            // .truncated, .metadata, .transformed, .cleaned: the object is not the current one.
+            ("created" | "updated", Some(_)) if kind != ObjectKind::Folder => {
+                (Action::Fetch, second)
+            }
+            _ => {
+                self.note_unknown(&n.trigger);
+                return Ok(Parsed::Ignore);
+            }
+        };
+        Ok(Parsed::Object(Intent {
+            message_id,
+            notification_id: n.id,
+            grant_id,
+            object_ref,
+            time: n.time,
+            version,
+            action,
+        }))
+    }
+
+    fn note_unknown(&self, trigger: &str) {
+        ConsumerCounters::add(&self.counters.unknown, 1);
+        if let Ok(mut seen) = self.unknown_seen.lock() {
+            if seen.insert(trigger.to_string()) {
+                tracing::info!(trigger, "acknowledging notifications of a type this consumer does not sync (logged once)");
+            }
+        }
+    }
+
+    /// Applies the newest intent of one object's group.
+    async fn apply_group(&self, mut group: Vec<Intent>) -> Result<(), Failure> {
+        group.sort_by_key(|i| i.version);
+        let Some(newest) = group.last().cloned() else {
+            return Ok(());
+        };
+        let ties: HashSet<String> = group
+            .iter()
+            .filter(|i| i.version == newest.version)
+            .map(Intent::hash)
+            .collect();
+        let action = if ties.len() > 1 {
+            Action::Fetch
+        } else {
+            newest.action.clone()
+        };
+        let state = |object: Option<Value>, version, source| ObjectState {
+            grant_id: newest.grant_id.clone(),
+            object_ref: newest.object_ref.clone(),
+            version,
+            object,
+            source,
+        };
+        match action {
+            Action::Fetch => self.fetch_and_write(&newest).await,
+            Action::Tombstone => {
+                self.write(&state(None, newest.version, Source::Webhook))
+                    .await?;
+                Ok(())
+            }
+            Action::Write(object) => {
+                ConsumerCounters::add(&self.counters.fetches_avoided, 1);
+                let candidate = state(Some(object), newest.version, Source::Webhook);
+                match self.write(&candidate).await? {
+                    PutOutcome::Stale(existing)
+                        if existing.version / 1000 == newest.version / 1000
+                            && !existing.deleted
+                            && existing.content_hash != candidate.content_hash() =>
+                    {
+                        // A different state of the same second is stored: only Nylas knows which is current.
+                        self.fetch_and_write(&newest).await
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    async fn write(&self, state: &ObjectState) -> Result<PutOutcome, Failure> {
+        let outcome = self
+            .objects
+            .put_if_newer(state, self.clock.now_ms())
+            .await?;
+        match (&outcome, state.is_tombstone()) {
+            (PutOutcome::Written, true) => ConsumerCounters::add(&self.counters.tombstoned, 1),
+            (PutOutcome::Written, false) => ConsumerCounters::add(&self.counters.written, 1),
+            (PutOutcome::Stale(_), _) => ConsumerCounters::add(&self.counters.stale, 1),
+        }
+        tracing::debug!(
+            grant_id = %state.grant_id,
+            sk = %state.object_ref.sort_key(),
+            version = state.version,
+            written = matches!(outcome, PutOutcome::Written),
+            "object"
+        );
+        Ok(outcome)
+    }
+
+    async fn fetch_and_write(&self, intent: &Intent) -> Result<(), Failure> {
+        ConsumerCounters::add(&self.counters.fetched, 1);
+        let grant = &intent.grant_id;
+        let fetched = match &intent.object_ref {
+            ObjectRef::Message { id } => self.nylas.get_message(grant, id).await,
+            ObjectRef::Event { calendar_id, id } => {
+                self.nylas.get_event(grant, calendar_id, id).await
+            }
+            ObjectRef::Calendar { id } => self.nylas.get_calendar(grant, id).await,
+            ObjectRef::Folder { .. } => return Ok(()),
+        };
+        let now = self.clock.now_ms();
+        let second = intent.time.saturating_mul(1000);
+        let state = |object: Option<Value>, version| ObjectState {
+            grant_id: grant.clone(),
+            object_ref: intent.object_ref.clone(),
+            version,
+            object,
+            source: Source::Fetch,
+        };
+        match fetched {
+            Ok(object) => {
+                let cancelled = matches!(intent.object_ref, ObjectRef::Event { .. })
+                    && object.get("status").and_then(Value::as_str) == Some("cancelled");
+                let object = if cancelled { None } else { Some(object) };
+                self.write(&state(object, now.max(second + 1))).await?;
+                Ok(())
+            }
+            Err(NylasError::NotFound) => {
+                self.write(&state(None, now.max(second + 999))).await?;
+                Ok(())
+            }
+            Err(NylasError::RateLimited(after)) => {
+                Err(Failure::Retry(Some(after), "Nylas answered 429".into()))
+            }
+            Err(NylasError::Unauthorized(status)) => {
+                tracing::warn!(grant_id = %grant, status, "grant no longer authorised: marked invalid");
+                self.grants
+                    .set_status(grant, GrantStatus::Invalid, second, &[])
+                    .await?;
+                Ok(())
+            }
+            Err(e @ NylasError::Unavailable(_)) => Err(Failure::Retry(None, e.to_string())),
+            Err(e @ NylasError::Rejected(_)) => Err(Failure::Permanent(e.to_string())),
+        }
+    }
+
+    async fn grant_lifecycle(
+        &self,
+        trigger: &str,
+        grant_id: &str,
+        time: i64,
+        object: &Value,
+    ) -> Result<(), Failure> {
+        ConsumerCounters::add(&self.counters.grant_changes, 1);
+        let version = time.saturating_mul(1000);
+        let provider = object
+            .get("provider")
+            .and_then(Value::as_str)
+            .map(|p| AttributeValue::S(p.into()));
+        let mut extra: Vec<(&str, AttributeValue)> =
+            provider.into_iter().map(|p| ("provider", p)).collect();
+        let job_error = |e: crate::jobs::JobQueueError| Failure::Retry(None, e.to_string());
+        match trigger.split('.').nth(1).unwrap_or_default() {
+            "created" => {
+                if let StatusChange::Applied { .. } = self
+                    .grants
+                    .set_status(grant_id, GrantStatus::Active, version, &extra)
+                    .await?
+                {
+                    let since = time - self.settings.backfill_days * 86_400;
+                    let job = ReconcileJob {
+                        grant_id: grant_id.into(),
+                        kind: JobKind::Backfill,
+                        since: Some(since),
+                    };
+                    self.jobs.send(&job).await.map_err(job_error)?;
+                }
+            }
+            "expired" => {
+                extra.push(("expired_at", AttributeValue::N(time.to_string())));
+                self.grants
+                    .set_status(grant_id, GrantStatus::Expired, version, &extra)
+                    .await?;
+            }
+            "updated" => {
+                if let StatusChange::Applied { previous } = self
+                    .grants
+                    .set_status(grant_id, GrantStatus::Active, version, &extra)
+                    .await?
+                {
+                    // Re-authenticated after expiry: catch up from the expiry (Nylas replays
+                    // nothing after 72 hours).
+                    if let Some(prev) = previous
+                        .filter(|p| matches!(p.status, GrantStatus::Expired | GrantStatus::Invalid))
+                    {
+                        let since = prev.expired_at.unwrap_or(prev.status_version / 1000);
+                        let job = ReconcileJob {
+                            grant_id: grant_id.into(),
+                            kind: JobKind::CatchUp,
+                            since: Some(since),
+                        };
+                        self.jobs.send(&job).await.map_err(job_error)?;
+                    }
+                }
+            }
+            "deleted" => {
+                let change = self
+                    .grants
+                    .set_status(grant_id, GrantStatus::Deleted, version, &extra)
+                    .await?;
+                if self.settings.purge_on_grant_delete
+                    && matches!(change, StatusChange::Applied { .. })
+                {
+                    let n = self.objects.purge_grant(grant_id).await?;
+                    tracing::info!(grant_id, purged = n, "grant deleted");
+                }
+            }
+            _ => self.note_unknown(trigger),
+        }
+        Ok(())
+    }
+
+    /// Hides a record for `delay` (SQS allows at most 12 hours), so the retry comes after Nylas's Retry-After.
+    async fn delay(&self, record: &SqsMessage, delay: Duration) {
+        let (Some(arn), Some(handle)) = (
+            record.event_source_arn.as_deref(),
+            record.receipt_handle.as_deref(),
+        ) else {
+            return;
+        };
+        let Some(url) = self.queue_url(arn).await else {
+            return;
+        };
+        let seconds = delay.as_secs().clamp(1, 43_200) as i32;
+        if let Err(e) = self
+            .sqs
+            .change_message_visibility()
+            .queue_url(url)
+            .receipt_handle(handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await
+        {
+            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "could not delay record");
+        }
+    }
+
+    async fn queue_url(&self, arn: &str) -> Option<String> {
+        if let Some(u) = self
+            .queue_urls
+            .lock()
+            .ok()
+            .and_then(|m| m.get(arn).cloned())
+        {
+            return Some(u);
+        }
+        // arn:aws:sqs:<region>:<account>:<name>
+        let mut parts = arn.rsplitn(3, ':');
+        let name = parts.next()?;
+        let account = parts.next()?;
+        let out = self
+            .sqs
+            .get_queue_url()
+            .queue_name(name)
+            .queue_owner_aws_account_id(account)
+            .send()
+            .await
+            .ok()?;
+        let url = out.queue_url?;
+        if let Ok(mut m) = self.queue_urls.lock() {
+            m.insert(arn.to_string(), url.clone());
+        }
+        Some(url)
+    }
+}
+
+fn clone_failure(f: &Failure) -> Failure {
+    match f {
+        Failure::Retry(d, w) => Failure::Retry(*d, w.clone()),
+        Failure::Permanent(w) => Failure::Permanent(w.clone()),
+    }
+}

@@ -1,0 +1,518 @@
+//! The objects table: synced messages, events, calendars and folders, written only through
+//! `put_if_newer`, a conditional `PutItem` on `version`, so an older state can never replace a
+//! newer one and a tombstone can never be undone by a late create or update.
+//!
+//! Keys: partition `grant_id`, sort `sk` = `message#<id>` | `event#<calendar_id>#<id>` |
+//! `calendar#<id>` | `folder#<id>`. Objects are kept as Nylas sent them (unknown fields
+//! included). A message body that would push the item past DynamoDB's 400 KB limit is stored in
+//! S3 under a content-addressed key and the item holds a pointer.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
+};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// Milliseconds since the Unix epoch: the unit of `version`.
+pub type Version = i64;
+
+/// Largest serialized object kept inline; above it the body goes to S3 (DynamoDB's item limit is
+/// 400 KB including attribute names and the other attributes).
+pub const DEFAULT_MAX_INLINE_OBJECT_BYTES: usize = 350_000;
+
+/// What a stored object is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ObjectRef {
+    Message { id: String },
+    Event { calendar_id: String, id: String },
+    Calendar { id: String },
+    Folder { id: String },
+}
+
+impl ObjectRef {
+    pub fn sort_key(&self) -> String {
+        match self {
+            Self::Message { id } => format!("message#{id}"),
+            Self::Event { calendar_id, id } => format!("event#{calendar_id}#{id}"),
+            Self::Calendar { id } => format!("calendar#{id}"),
+            Self::Folder { id } => format!("folder#{id}"),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Message { .. } => "message",
+            Self::Event { .. } => "event",
+            Self::Calendar { .. } => "calendar",
+            Self::Folder { .. } => "folder",
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Message { id }
+            | Self::Event { id, .. }
+            | Self::Calendar { id }
+            | Self::Folder { id } => id,
+        }
+    }
+}
+
+/// Which path produced a state; kept on the item so reconciliation can tell what webhooks missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Webhook,
+    Fetch,
+    Reconcile,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::Fetch => "fetch",
+            Self::Reconcile => "reconcile",
+        }
+    }
+}
+
+/// A state to write: the object, or a tombstone (`object: None`).
+#[derive(Debug, Clone)]
+pub struct ObjectState {
+    pub grant_id: String,
+    pub object_ref: ObjectRef,
+    pub version: Version,
+    pub object: Option<Value>,
+    pub source: Source,
+}
+
+impl ObjectState {
+    pub fn is_tombstone(&self) -> bool {
+        self.object.is_none()
+    }
+
+    /// A digest of the object (tombstones hash to a fixed value), to tell same-version states apart.
+    pub fn content_hash(&self) -> String {
+        content_hash(self.object.as_ref())
+    }
+}
+
+pub fn content_hash(object: Option<&Value>) -> String {
+    match object {
+        None => "tombstone".into(),
+        Some(v) => {
+            let bytes = serde_json::to_vec(v).unwrap_or_default();
+            hex::encode(&Sha256::digest(&bytes)[..16])
+        }
+    }
+}
+
+/// What the store held when a write lost its condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Existing {
+    pub version: Version,
+    pub deleted: bool,
+    pub content_hash: String,
+}
+
+/// The result of a conditional write. `Stale` is a success: a newer state is already stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    Written,
+    Stale(Existing),
+}
+
+/// A stored object read back, body resolved from S3 when it was offloaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredObject {
+    pub grant_id: String,
+    pub sort_key: String,
+    pub version: Version,
+    pub deleted: bool,
+    pub source: String,
+    pub object: Option<Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("DynamoDB: {0}")]
+    Dynamo(String),
+    #[error("S3: {0}")]
+    S3(String),
+    #[error("item not representable: {0}")]
+    Encoding(String),
+}
+
+fn dynamo_err<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    e: aws_sdk_dynamodb::error::SdkError<E, R>,
+) -> StoreError {
+    StoreError::Dynamo(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+}
+
+#[derive(Clone)]
+pub struct ObjectStore {
+    pub ddb: aws_sdk_dynamodb::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub table: String,
+    pub bucket: String,
+    pub max_inline_object_bytes: usize,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+impl ObjectStore {
+    /// Writes `state` unless the store already holds a version at least as new.
+    pub async fn put_if_newer(
+        &self,
+        state: &ObjectState,
+        now_ms: i64,
+    ) -> Result<PutOutcome, StoreError> {
+        let hash = state.content_hash();
+        let mut item = HashMap::from([
+            ("grant_id".to_string(), s(&state.grant_id)),
+            ("sk".to_string(), s(state.object_ref.sort_key())),
+            ("kind".to_string(), s(state.object_ref.kind())),
+            ("object_id".to_string(), s(state.object_ref.id())),
+            ("version".to_string(), n(state.version)),
+            (
+                "deleted".to_string(),
+                AttributeValue::Bool(state.is_tombstone()),
+            ),
+            ("content_hash".to_string(), s(hash)),
+            ("source".to_string(), s(state.source.as_str())),
+            ("written_at".to_string(), n(now_ms)),
+        ]);
+        if let Some(object) = &state.object {
+            let (object, body_ref) = self.offload_body(&state.grant_id, object).await?;
+            let value: AttributeValue = serde_dynamo::to_attribute_value(&object)
+                .map_err(|e| StoreError::Encoding(e.to_string()))?;
+            item.insert("object".into(), value);
+            if let Some(r) = body_ref {
+                item.insert("body_ref".into(), r);
+            }
+        }
+        let result = self
+            .ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(sk) OR #v < :v")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":v", n(state.version))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(PutOutcome::Written),
+            Err(err) => {
+                let returned = err
+                    .as_service_error()
+                    .filter(|e| e.is_conditional_check_failed_exception())
+                    .map(|e| match e {
+                        aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => {
+                            c.item().cloned()
+                        }
+                        _ => None,
+                    });
+                match returned {
+                    None => Err(dynamo_err(err)),
+                    Some(Some(old)) if old.contains_key("version") => {
+                        Ok(PutOutcome::Stale(existing_of(&old)))
+                    }
+                    // The emulator may not return the old item: read it.
+                    Some(_) => {
+                        let old = self
+                            .get_item(&state.grant_id, &state.object_ref.sort_key())
+                            .await?;
+                        Ok(PutOutcome::Stale(old.map(|o| existing_of(&o)).unwrap_or(
+                            Existing {
+                                version: Version::MAX,
+                                deleted: false,
+                                content_hash: String::new(),
+                            },
+                        )))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves a large `body` to S3 (content-addressed, so it is written before the item and a
+    /// lost race leaves only an unreferenced copy). Returns the object to store and the pointer.
+    async fn offload_body(
+        &self,
+        grant_id: &str,
+        object: &Value,
+    ) -> Result<(Value, Option<AttributeValue>), StoreError> {
+        let size = serde_json::to_vec(object).map(|v| v.len()).unwrap_or(0);
+        let body = object.get("body").and_then(Value::as_str);
+        let (Some(body), true) = (body, size > self.max_inline_object_bytes) else {
+            return Ok((object.clone(), None));
+        };
+        let key = format!(
+            "bodies/{grant_id}/{}",
+            hex::encode(Sha256::digest(body.as_bytes()))
+        );
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type("text/html; charset=utf-8")
+            .body(aws_sdk_s3::primitives::ByteStream::from(
+                body.as_bytes().to_vec(),
+            ))
+            .send()
+            .await
+            .map_err(|e| StoreError::S3(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+        let mut slim = object.clone();
+        if let Some(map) = slim.as_object_mut() {
+            map.remove("body");
+        }
+        let pointer = AttributeValue::M(HashMap::from([
+            ("bucket".to_string(), s(&self.bucket)),
+            ("key".to_string(), s(key)),
+            ("bytes".to_string(), n(body.len() as i64)),
+        ]));
+        Ok((slim, Some(pointer)))
+    }
+
+    async fn get_item(
+        &self,
+        grant_id: &str,
+        sk: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .key("grant_id", s(grant_id))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(dynamo_err)?;
+        Ok(out.item)
+    }
+
+    /// Reads one object back, with its body from S3 if it was offloaded.
+    pub async fn get(
+        &self,
+        grant_id: &str,
+        object_ref: &ObjectRef,
+    ) -> Result<Option<StoredObject>, StoreError> {
+        match self.get_item(grant_id, &object_ref.sort_key()).await? {
+            None => Ok(None),
+            Some(item) => self.stored_object(item).await.map(Some),
+        }
+    }
+
+    /// Every item of a grant (tombstones included), bodies resolved.
+    pub async fn list_grant(&self, grant_id: &str) -> Result<Vec<StoredObject>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.query_grant(grant_id, false).await? {
+            out.push(self.stored_object(item).await?);
+        }
+        Ok(out)
+    }
+
+    async fn query_grant(
+        &self,
+        grant_id: &str,
+        keys_only: bool,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let mut q = self
+                .ddb
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("grant_id = :g")
+                .expression_attribute_values(":g", s(grant_id))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take());
+            if keys_only {
+                q = q.projection_expression("grant_id, sk");
+            }
+            let page = q.send().await.map_err(dynamo_err)?;
+            items.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// Deletes every item of a grant (its tombstones too). Returns how many were deleted.
+    pub async fn purge_grant(&self, grant_id: &str) -> Result<u64, StoreError> {
+        let keys = self.query_grant(grant_id, true).await?;
+        let mut deleted = 0;
+        for chunk in keys.chunks(25) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .filter_map(|k| {
+                    let del = DeleteRequest::builder()
+                        .set_key(Some(k.clone()))
+                        .build()
+                        .ok()?;
+                    Some(WriteRequest::builder().delete_request(del).build())
+                })
+                .collect();
+            // Unprocessed items are retried until DynamoDB takes them.
+            for _ in 0..8 {
+                if requests.is_empty() {
+                    break;
+                }
+                let out = self
+                    .ddb
+                    .batch_write_item()
+                    .request_items(&self.table, requests.clone())
+                    .send()
+                    .await
+                    .map_err(dynamo_err)?;
+                let left = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+                deleted += (requests.len() - left.len()) as u64;
+                requests = left;
+            }
+            if !requests.is_empty() {
+                return Err(StoreError::Dynamo(
+                    "batch delete left unprocessed items".into(),
+                ));
+            }
+        }
+        Ok(deleted)
+    }
+
+    async fn stored_object(
+        &self,
+        item: HashMap<String, AttributeValue>,
+    ) -> Result<StoredObject, StoreError> {
+        let text = |k: &str| {
+            item.get(k)
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let mut object: Option<Value> = match item.get("object") {
+            Some(v) => Some(
+                serde_dynamo::from_attribute_value(v.clone())
+                    .map_err(|e| StoreError::Encoding(e.to_string()))?,
+            ),
+            None => None,
+        };
+        if let (Some(obj), Some(AttributeValue::M(pointer))) =
+            (object.as_mut(), item.get("body_ref"))
+        {
+            let get = |k: &str| {
+                pointer
+                    .get(k)
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let out = self
+                .s3
+                .get_object()
+                .bucket(get("bucket"))
+                .key(get("key"))
+                .send()
+                .await
+                .map_err(|e| {
+                    StoreError::S3(aws_sdk_s3::error::DisplayErrorContext(e).to_string())
+                })?;
+            let bytes = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| StoreError::S3(e.to_string()))?
+                .into_bytes();
+            let body = String::from_utf8(bytes.to_vec())
+                .map_err(|e| StoreError::Encoding(e.to_string()))?;
+            if let Some(map) = obj.as_object_mut() {
+                map.insert("body".into(), Value::String(body));
+            }
+        }
+        Ok(StoredObject {
+            grant_id: text("grant_id"),
+            sort_key: text("sk"),
+            version: item
+                .get("version")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            deleted: item
+                .get("deleted")
+                .and_then(|v| v.as_bool().ok())
+                .copied()
+                .unwrap_or(false),
+            source: text("source"),
+            object,
+        })
+    }
+}
+
+fn existing_of(item: &HashMap<String, AttributeValue>) -> Existing {
+    Existing {
+        version: item
+            .get("version")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(Version::MAX),
+        deleted: item
+            .get("deleted")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
+        content_hash: item
+            .get("content_hash")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sort_keys_follow_the_contract() {
+        assert_eq!(
+            ObjectRef::Message { id: "m".into() }.sort_key(),
+            "message#m"
+        );
+        assert_eq!(
+            ObjectRef::Event {
+                calendar_id: "c".into(),
+                id: "e".into()
+            }
+            .sort_key(),
+            "event#c#e"
+        );
+        assert_eq!(
+            ObjectRef::Calendar { id: "c".into() }.sort_key(),
+            "calendar#c"
+        );
+        assert_eq!(ObjectRef::Folder { id: "f".into() }.sort_key(), "folder#f");
+    }
+
+    #[test]
+    fn content_hash_tells_states_apart_and_ignores_nothing() {
+        let a = serde_json::json!({"id": "m", "unread": true});
+        let b = serde_json::json!({"id": "m", "unread": false});
+        assert_eq!(content_hash(Some(&a)), content_hash(Some(&a.clone())));
+        assert_ne!(content_hash(Some(&a)), content_hash(Some(&b)));
+        assert_ne!(content_hash(Some(&a)), content_hash(None));
+    }
+}
