@@ -123,21 +123,30 @@ impl Secrets {
             .map_err(|e| ConfigError::SecretMalformed(crate::json_error_summary(&e)))
     }
 
-    /// The local form: `NYLAS_WEBHOOK_SECRETS` (comma-separated, current first; required) and
-    /// `NYLAS_API_KEY`. Set `NYLAS_WEBHOOK_SECRETS=` (empty) before the first registration.
+    /// The local form: `NYLAS_WEBHOOK_SECRETS` (comma-separated, current first) and
+    /// `NYLAS_API_KEY`. Functions that need one of them require it with [`Self::require_api_key`]
+    /// or [`Self::require_webhook_secrets`].
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let list = env
-            .var("NYLAS_WEBHOOK_SECRETS")
-            .ok_or(ConfigError::Missing("NYLAS_WEBHOOK_SECRETS"))?;
         Ok(Self {
             nylas_api_key: env.optional("NYLAS_API_KEY").map(ApiKey::new),
-            webhook_secrets: list
+            webhook_secrets: env
+                .var("NYLAS_WEBHOOK_SECRETS")
+                .unwrap_or_default()
                 .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .map(WebhookSecret::new)
                 .collect(),
         })
+    }
+
+    /// The ingest's check: without `SECRETS_ARN`, `NYLAS_WEBHOOK_SECRETS` must be set (it may be
+    /// empty, `NYLAS_WEBHOOK_SECRETS=`, before the first registration).
+    pub fn require_webhook_secrets(env: &impl Env) -> Result<(), ConfigError> {
+        if env.optional("SECRETS_ARN").is_none() && env.var("NYLAS_WEBHOOK_SECRETS").is_none() {
+            return Err(ConfigError::Missing("NYLAS_WEBHOOK_SECRETS"));
+        }
+        Ok(())
     }
 
     /// Loads the secrets: from Secrets Manager when `SECRETS_ARN` is set, else from the environment.
@@ -274,7 +283,7 @@ mod tests {
     #[test]
     fn a_missing_variable_is_named_in_the_error() {
         let env: HashMap<&str, &str> = HashMap::new();
-        let err = Secrets::from_env(&env).unwrap_err();
+        let err = Secrets::require_webhook_secrets(&env).unwrap_err();
         assert!(err.to_string().contains("NYLAS_WEBHOOK_SECRETS"), "{err}");
         let err = Secrets::from_env(&HashMap::from([("NYLAS_WEBHOOK_SECRETS", "x")]))
             .unwrap()

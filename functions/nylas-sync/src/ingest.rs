@@ -33,6 +33,7 @@ impl Ingest<SqsNotificationSink> {
         let queue_url = env.required("NOTIFICATIONS_QUEUE_URL")?;
         let bucket = env.required("PAYLOAD_BUCKET")?;
         let limits = IngestLimits::from_env(env)?;
+        Secrets::require_webhook_secrets(env)?;
         let sdk = aws::sdk_config(AwsTimeouts::INTERACTIVE).await;
         let secrets = Secrets::load(env, &sdk).await?;
         if secrets.webhook_secrets.is_empty() {

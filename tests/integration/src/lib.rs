@@ -264,3 +264,427 @@ pub fn status_and_body(resp: &lambda_http::Response<lambda_http::Body>) -> (u16,
     };
     (resp.status().as_u16(), body)
 }
+
+// ---------------------------------------------------------------------------------------------
+// DynamoDB tables and the whole pipeline: emulator → ingest (HTTP) → SQS → consumer → DynamoDB.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use nylas_emulator::{Emulator, EmulatorConfig};
+use nylas_sync::consumer::Consumer;
+use nylas_sync::ingest::Ingest;
+use nylas_sync::store::{ObjectRef, StoredObject};
+
+impl Aws {
+    pub fn ddb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.sdk)
+    }
+
+    /// A table keyed as the contract says: objects (`grant_id`, `sk`) or grants (`grant_id`).
+    pub async fn create_table(&self, prefix: &str, with_sort_key: bool) -> String {
+        let name = unique(prefix);
+        let mut req = self
+            .ddb()
+            .create_table()
+            .table_name(&name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("grant_id")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("grant_id")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            );
+        if with_sort_key {
+            req = req
+                .attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name("sk")
+                        .attribute_type(ScalarAttributeType::S)
+                        .build()
+                        .unwrap(),
+                )
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name("sk")
+                        .key_type(KeyType::Range)
+                        .build()
+                        .unwrap(),
+                );
+        }
+        req.send().await.expect("create table");
+        name
+    }
+
+    /// A queue with the given visibility timeout and, optionally, a DLQ after `max_receives`.
+    pub async fn create_queue_with(
+        &self,
+        prefix: &str,
+        visibility_s: u32,
+        dlq_after: Option<u32>,
+    ) -> (String, Option<String>) {
+        let mut req = self
+            .sqs
+            .create_queue()
+            .queue_name(unique(prefix))
+            .attributes(
+                QueueAttributeName::VisibilityTimeout,
+                visibility_s.to_string(),
+            );
+        let mut dlq_url = None;
+        if let Some(max) = dlq_after {
+            let dlq = self.create_queue(&format!("{prefix}-dlq")).await;
+            let arn = self
+                .sqs
+                .get_queue_attributes()
+                .queue_url(&dlq)
+                .attribute_names(QueueAttributeName::QueueArn)
+                .send()
+                .await
+                .expect("dlq arn")
+                .attributes
+                .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+                .expect("dlq arn");
+            req = req.attributes(
+                QueueAttributeName::RedrivePolicy,
+                serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": max}).to_string(),
+            );
+            dlq_url = Some(dlq);
+        }
+        let url = req
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url
+            .expect("queue url");
+        (url, dlq_url)
+    }
+
+    /// Visible plus in-flight messages.
+    pub async fn queue_depth(&self, queue_url: &str) -> (u64, u64) {
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes");
+        let attrs = out.attributes.unwrap_or_default();
+        let get = |k: &QueueAttributeName| attrs.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+        (
+            get(&QueueAttributeName::ApproximateNumberOfMessages),
+            get(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+}
+
+/// Everything the consumer needs, against moto and an emulator.
+pub struct Pipeline {
+    pub aws: Aws,
+    pub emulator: Emulator,
+    pub consumer: Arc<Consumer>,
+    pub notifications: local_stack::SqsPoller,
+    pub notifications_dlq: String,
+    pub reconcile_queue: String,
+    pub objects_table: String,
+    pub grants_table: String,
+    pub bucket: String,
+    pub webhook_secret: String,
+    ingest_task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.ingest_task.abort();
+    }
+}
+
+/// Settings for a pipeline.
+pub struct PipelineOptions {
+    pub emulator: EmulatorConfig,
+    pub consumer: Vec<(&'static str, String)>,
+    /// Visibility timeout of the notifications queue, seconds.
+    pub visibility_s: u32,
+    pub max_receives: u32,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        Self {
+            emulator: EmulatorConfig {
+                initial_messages_per_grant: 0,
+                initial_events_per_grant: 0,
+                ..EmulatorConfig::default()
+            },
+            consumer: vec![],
+            visibility_s: 2,
+            max_receives: 5,
+        }
+    }
+}
+
+impl Pipeline {
+    pub async fn start(options: PipelineOptions) -> Self {
+        let aws = Aws::connect().await;
+        let (queue_url, dlq) = aws
+            .create_queue_with(
+                "notifications",
+                options.visibility_s,
+                Some(options.max_receives),
+            )
+            .await;
+        let reconcile_queue = aws.create_queue("reconcile").await;
+        let bucket = aws.create_bucket("payloads").await;
+        let objects_table = aws.create_table("objects", true).await;
+        let grants_table = aws.create_table("grants", false).await;
+        let emulator = Emulator::start(options.emulator).await.expect("emulator");
+
+        // The ingest's URL must exist before the destination (and its secret) does.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind ingest");
+        let url = format!(
+            "http://{}/webhooks/nylas",
+            listener.local_addr().expect("addr")
+        );
+        let (_, webhook_secret) = emulator.register_destination_direct(&url, false);
+        let ingest = Ingest::from_env(&ingest_env(&queue_url, &bucket, &webhook_secret))
+            .await
+            .expect("ingest");
+        let ingest_task = tokio::spawn(local_stack::serve_ingest(Arc::new(ingest), listener));
+
+        let base_url = emulator.base_url();
+        let mut env: HashMap<&str, String> = HashMap::from([
+            ("OBJECTS_TABLE", objects_table.clone()),
+            ("GRANTS_TABLE", grants_table.clone()),
+            ("PAYLOAD_BUCKET", bucket.clone()),
+            ("RECONCILE_QUEUE_URL", reconcile_queue.clone()),
+            ("NYLAS_API_URI", base_url),
+            ("NYLAS_API_KEY", emulator.api_key().to_string()),
+        ]);
+        env.extend(options.consumer);
+        let env: HashMap<&str, &str> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let consumer = Arc::new(Consumer::from_env(&env).await.expect("consumer"));
+        let notifications = local_stack::SqsPoller::new(aws.sqs.clone(), &queue_url)
+            .await
+            .expect("poller");
+        Self {
+            aws,
+            emulator,
+            consumer,
+            notifications,
+            notifications_dlq: dlq.expect("dlq"),
+            reconcile_queue,
+            objects_table,
+            grants_table,
+            bucket,
+            webhook_secret,
+            ingest_task,
+        }
+    }
+
+    pub fn grant(&self) -> String {
+        self.emulator
+            .grant_ids()
+            .into_iter()
+            .next()
+            .expect("a grant")
+    }
+
+    /// Delivers every pending webhook and runs the consumer until the queue is empty (failed
+    /// records included: they come back after the visibility timeout). Panics after `deadline`.
+    pub async fn settle(&self, deadline: Duration) {
+        let until = tokio::time::Instant::now() + deadline;
+        assert!(
+            self.emulator.wait_for_deliveries_idle(deadline).await,
+            "emulator deliveries did not finish"
+        );
+        loop {
+            // Four concurrent invocations, as the event source mapping scales out on a backlog.
+            let polls = (0..4).map(|_| {
+                let consumer = Arc::clone(&self.consumer);
+                self.notifications
+                    .poll_once(1, |event| async move { consumer.handle(event).await })
+            });
+            let received: usize = futures::future::join_all(polls)
+                .await
+                .into_iter()
+                .map(|r| r.expect("poll").received)
+                .sum();
+            if received == 0 && self.aws.queue_depth(&self.notifications.queue_url).await == (0, 0)
+            {
+                return;
+            }
+            if tokio::time::Instant::now() >= until {
+                let depth = self.aws.queue_depth(&self.notifications.queue_url).await;
+                panic!(
+                    "queue did not drain in {deadline:?}: depth {depth:?}, counters {:?}",
+                    self.consumer.counters
+                );
+            }
+        }
+    }
+
+    pub async fn stored(&self, grant: &str, object_ref: &ObjectRef) -> Option<StoredObject> {
+        self.consumer
+            .objects
+            .get(grant, object_ref)
+            .await
+            .expect("read store")
+    }
+
+    /// Differences between the store and the emulator's truth for messages (and events, if
+    /// `events`): missing or stale objects, and deleted ones that are not tombstones.
+    pub async fn diff_against_truth(&self, events: bool) -> Vec<String> {
+        let truth = self.emulator.truth();
+        let mut diffs = Vec::new();
+        for g in &truth.grants {
+            let grant = &g.grant_id;
+            let mut expect: Vec<(ObjectRef, Option<&serde_json::Value>)> = Vec::new();
+            for m in &g.messages {
+                let id = m["id"].as_str().unwrap_or_default().to_string();
+                expect.push((ObjectRef::Message { id }, Some(m)));
+            }
+            for id in &g.deleted_message_ids {
+                expect.push((ObjectRef::Message { id: id.clone() }, None));
+            }
+            if events {
+                for e in &g.events {
+                    let r = ObjectRef::Event {
+                        calendar_id: e["calendar_id"].as_str().unwrap_or_default().into(),
+                        id: e["id"].as_str().unwrap_or_default().into(),
+                    };
+                    let cancelled = e["status"] == "cancelled";
+                    expect.push((r, if cancelled { None } else { Some(e) }));
+                }
+                for d in &g.deleted_events {
+                    expect.push((
+                        ObjectRef::Event {
+                            calendar_id: d.calendar_id.clone(),
+                            id: d.id.clone(),
+                        },
+                        None,
+                    ));
+                }
+            }
+            for (r, want) in expect {
+                let got = self.stored(grant, &r).await;
+                match (want, got) {
+                    (Some(want), Some(got))
+                        if !got.deleted && got.object.as_ref() == Some(want) => {}
+                    (Some(_), None) => diffs.push(format!("missing {grant} {}", r.sort_key())),
+                    (Some(_), Some(got)) if got.deleted => {
+                        diffs.push(format!("deleted but present {grant} {}", r.sort_key()))
+                    }
+                    (Some(want), Some(got)) => diffs.push(format!(
+                        "stale {grant} {}: store {} vs truth {}",
+                        r.sort_key(),
+                        short(got.object.as_ref()),
+                        short(Some(want))
+                    )),
+                    (None, Some(got)) if !got.deleted => {
+                        diffs.push(format!("resurrected {grant} {}", r.sort_key()))
+                    }
+                    (None, _) => {}
+                }
+            }
+        }
+        diffs
+    }
+}
+
+fn short(v: Option<&serde_json::Value>) -> String {
+    let mut v = v.cloned().unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        if let Some(b) = m.get("body").and_then(|b| b.as_str()) {
+            let len = b.len();
+            m.insert(
+                "body".into(),
+                serde_json::Value::String(format!("<{len} bytes>")),
+            );
+        }
+    }
+    let text = v.to_string();
+    text.chars().take(400).collect()
+}
+
+impl Pipeline {
+    /// Puts notification bodies straight on the notifications queue (as the ingest would), in
+    /// order; returns their SQS message ids.
+    pub async fn enqueue_raw(&self, bodies: &[String]) -> Vec<String> {
+        let mut ids = Vec::new();
+        for b in bodies {
+            let out = self
+                .aws
+                .sqs
+                .send_message()
+                .queue_url(&self.notifications.queue_url)
+                .message_body(b)
+                .send()
+                .await
+                .expect("send");
+            ids.push(out.message_id.expect("id"));
+        }
+        ids
+    }
+
+    /// Runs the consumer on one batch (up to 10 visible records); returns the records received
+    /// and those reported failed.
+    pub async fn run_batch(&self) -> (Vec<String>, Vec<String>) {
+        let seen = Arc::new(std::sync::Mutex::new((Vec::new(), Vec::new())));
+        let consumer = Arc::clone(&self.consumer);
+        let log = Arc::clone(&seen);
+        self.notifications
+            .poll_once(1, |event| async move {
+                let ids: Vec<String> = event
+                    .records
+                    .iter()
+                    .filter_map(|r| r.message_id.clone())
+                    .collect();
+                let response = consumer.handle(event).await;
+                let failed = response
+                    .batch_item_failures
+                    .iter()
+                    .map(|f| f.item_identifier.clone())
+                    .collect();
+                *log.lock().unwrap() = (ids, failed);
+                response
+            })
+            .await
+            .expect("poll");
+        let out = seen.lock().unwrap().clone();
+        out
+    }
+
+    /// Waits until the emulator's clock has moved to a new second, so that the next change gets a
+    /// later notification `time` than the previous one.
+    pub async fn next_second(&self) {
+        let start = self.emulator.now();
+        while self.emulator.now() == start {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+/// A notification as Nylas sends it, for records put on the queue by hand.
+pub fn notification(kind: &str, time: i64, object: &serde_json::Value) -> String {
+    serde_json::json!({
+        "specversion": "1.0", "type": kind, "source": "/google/emails/realtime",
+        "id": unique("n"), "time": time, "webhook_delivery_attempt": 1,
+        "data": {"application_id": "app", "object": object}
+    })
+    .to_string()
+}

@@ -10,12 +10,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::{Body as AxumBody, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
-use axum::response::Response;
 use clap::Parser;
-use nylas_sync::apigw::{http_api_event, request_from_event, HttpRequestParts};
 use nylas_sync::aws::{self, AwsTimeouts};
 use nylas_sync::ingest::Ingest;
 use nylas_sync::queue::{attr, ClaimCheck, SqsNotificationSink};
@@ -75,14 +70,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ]);
     let ingest: Shared = Arc::new(Ingest::from_env(&env).await?);
 
-    let app = axum::Router::new().fallback(host).with_state(ingest);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let url = format!("http://{}/webhooks/nylas", listener.local_addr()?);
     eprintln!(
         "ingest listening on {url} (queue {queue_url}, bucket {})",
         args.bucket
     );
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let server = tokio::spawn(local_stack::serve_ingest(ingest, listener));
 
     if args.demo {
         let secret = args
@@ -99,42 +93,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::signal::ctrl_c().await?;
     server.abort();
     Ok(())
-}
-
-/// One HTTP request → API Gateway v2 event → the real handler → HTTP response.
-async fn host(
-    State(ingest): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let parts = HttpRequestParts {
-        method: method.as_str(),
-        path: uri.path(),
-        raw_query: uri.query().unwrap_or_default(),
-        headers: headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-            .collect(),
-        body: &body,
-        // Lossless for any bytes; lambda_http decodes it as API Gateway's base64 encoding.
-        base64: true,
-    };
-    let answer = match request_from_event(&http_api_event(&parts)) {
-        Ok(req) => ingest.handle(req).await,
-        Err(_) => lambda_http::Response::builder()
-            .status(400)
-            .body(lambda_http::Body::Text("bad request".into()))
-            .unwrap_or_default(),
-    };
-    let (parts, body) = answer.into_parts();
-    let bytes = match body {
-        lambda_http::Body::Text(t) => t.into_bytes(),
-        lambda_http::Body::Binary(b) => b,
-        _ => Vec::new(),
-    };
-    Response::from_parts(parts, AxumBody::from(bytes))
 }
 
 async fn demo(
