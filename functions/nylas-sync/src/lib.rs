@@ -12,6 +12,7 @@ pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod consumer;
+pub mod contract;
 pub mod grants;
 pub mod ingest;
 pub mod jobs;
