@@ -647,8 +647,9 @@ async fn mixed_traffic_converges_with_few_nylas_calls_and_one_write_per_notifica
         "calls per notification {}",
         calls / records
     );
+    // Near one: a stale replay still costs its (refused) conditional write, a same-second tie two.
     assert!(
-        puts / records <= 1.0,
+        puts / records <= 1.05,
         "writes per notification {}",
         puts / records
     );
