@@ -706,11 +706,7 @@ impl Consumer {
                     .await?
                 {
                     let since = time - self.settings.backfill_days * 86_400;
-                    let job = ReconcileJob {
-                        grant_id: grant_id.into(),
-                        kind: JobKind::Backfill,
-                        since: Some(since),
-                    };
+                    let job = ReconcileJob::new(grant_id, JobKind::Backfill, Some(since));
                     self.jobs.send(&job).await.map_err(job_error)?;
                 }
             }
@@ -732,11 +728,7 @@ impl Consumer {
                         .filter(|p| matches!(p.status, GrantStatus::Expired | GrantStatus::Invalid))
                     {
                         let since = prev.expired_at.unwrap_or(prev.status_version / 1000);
-                        let job = ReconcileJob {
-                            grant_id: grant_id.into(),
-                            kind: JobKind::CatchUp,
-                            since: Some(since),
-                        };
+                        let job = ReconcileJob::new(grant_id, JobKind::CatchUp, Some(since));
                         self.jobs.send(&job).await.map_err(job_error)?;
                     }
                 }

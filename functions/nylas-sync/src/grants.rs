@@ -48,13 +48,26 @@ pub struct Grant {
     pub expired_at: Option<i64>,
     /// Reconcile cursor for messages (Unix s); `None` until the first backfill ran.
     pub messages_received_after: Option<i64>,
+    /// Reconcile cursors for events, per calendar (Unix s).
+    pub events_updated_after: HashMap<String, i64>,
+    /// Unix s when the last reconcile started.
+    pub last_reconcile_at: Option<i64>,
+    pub last_reconcile_outcome: Option<String>,
+    /// Objects reconciliation had to repair, in total and in the last run.
+    pub recovered_total: i64,
+    pub last_recovered: i64,
+    /// Reconcile runs since the last drift sweep.
+    pub runs_since_sweep: i64,
+    pub lease_owner: Option<String>,
+    /// Unix ms until which the lease is held.
+    pub lease_until: Option<i64>,
 }
 
 /// What a status change did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusChange {
     /// Applied; the grant's previous state (None if it was unknown).
-    Applied { previous: Option<Grant> },
+    Applied { previous: Option<Box<Grant>> },
     /// A newer status is already stored.
     Stale,
 }
@@ -86,6 +99,20 @@ pub fn grant_of(item: &HashMap<String, AttributeValue>) -> Option<Grant> {
         provider: text("provider"),
         expired_at: num(item, "expired_at"),
         messages_received_after: num(item, "messages_received_after"),
+        events_updated_after: match item.get("events_updated_after") {
+            Some(AttributeValue::M(m)) => m
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_n().ok()?.parse().ok()?)))
+                .collect(),
+            _ => HashMap::new(),
+        },
+        last_reconcile_at: num(item, "last_reconcile_at"),
+        last_reconcile_outcome: text("last_reconcile_outcome"),
+        recovered_total: num(item, "recovered_total").unwrap_or(0),
+        last_recovered: num(item, "last_recovered").unwrap_or(0),
+        runs_since_sweep: num(item, "runs_since_sweep").unwrap_or(0),
+        lease_owner: text("lease_owner"),
+        lease_until: num(item, "lease_until"),
     })
 }
 
@@ -137,7 +164,7 @@ impl GrantStore {
         }
         match req.update_expression(update).send().await {
             Ok(out) => Ok(StatusChange::Applied {
-                previous: out.attributes.as_ref().and_then(grant_of),
+                previous: out.attributes.as_ref().and_then(grant_of).map(Box::new),
             }),
             Err(e)
                 if e.as_service_error()
@@ -147,5 +174,208 @@ impl GrantStore {
             }
             Err(e) => Err(dynamo_err(e)),
         }
+    }
+}
+
+/// How a reconcile run ended, recorded on the grant when the lease is released.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub started_at: i64,
+    pub outcome: String,
+    pub recovered: i64,
+    pub swept: bool,
+    /// New message cursor (only moves forward), if the run covered the messages.
+    pub messages_cursor: Option<i64>,
+    /// New event cursors per calendar, if the run covered them.
+    pub events_cursors: HashMap<String, i64>,
+}
+
+impl GrantStore {
+    /// Takes the grant's lease if nobody holds it (`lease_until < now`) and the grant is
+    /// active. Returns the grant, or `None` when the lease is held or the grant is not active.
+    pub async fn acquire_lease(
+        &self,
+        grant_id: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<Grant>, StoreError> {
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key("grant_id", AttributeValue::S(grant_id.into()))
+            .update_expression("SET lease_owner = :owner, lease_until = :until")
+            .condition_expression(
+                "#status = :active AND (attribute_not_exists(lease_until) OR lease_until < :now)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.into()))
+            .expression_attribute_values(
+                ":until",
+                AttributeValue::N((now_ms + lease_ms).to_string()),
+            )
+            .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+            .expression_attribute_values(
+                ":active",
+                AttributeValue::S(GrantStatus::Active.as_str().into()),
+            )
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out.attributes.as_ref().and_then(grant_of)),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(dynamo_err(e)),
+        }
+    }
+
+    /// Records a run and releases the lease, conditional on still holding it. Cursors only move
+    /// forward. Returns false if the lease had been lost (nothing is written then).
+    pub async fn finish_run(
+        &self,
+        grant_id: &str,
+        owner: &str,
+        run: &RunRecord,
+    ) -> Result<bool, StoreError> {
+        let mut update = vec![
+            "lease_until = :zero".to_string(),
+            "last_reconcile_at = :started".into(),
+            "last_reconcile_outcome = :outcome".into(),
+            "last_recovered = :recovered".into(),
+            "recovered_total = if_not_exists(recovered_total, :zero) + :recovered".into(),
+        ];
+        let mut req = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key("grant_id", AttributeValue::S(grant_id.into()))
+            .condition_expression("lease_owner = :owner")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.into()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":started", AttributeValue::N(run.started_at.to_string()))
+            .expression_attribute_values(":outcome", AttributeValue::S(run.outcome.clone()))
+            .expression_attribute_values(
+                ":recovered",
+                AttributeValue::N(run.recovered.to_string()),
+            );
+        if run.swept {
+            update.push("runs_since_sweep = :zero".into());
+        } else {
+            update.push("runs_since_sweep = if_not_exists(runs_since_sweep, :zero) + :one".into());
+            req = req.expression_attribute_values(":one", AttributeValue::N("1".into()));
+        }
+        let current = self.get(grant_id).await?;
+        if let Some(cursor) = run.messages_cursor {
+            let old = current
+                .as_ref()
+                .and_then(|g| g.messages_received_after)
+                .unwrap_or(i64::MIN);
+            if cursor > old {
+                update.push("messages_received_after = :mcursor".into());
+                req = req
+                    .expression_attribute_values(":mcursor", AttributeValue::N(cursor.to_string()));
+            }
+        }
+        if !run.events_cursors.is_empty() {
+            // We hold the lease: nobody else writes the cursors, so the whole map can be replaced.
+            let mut map = current.map(|g| g.events_updated_after).unwrap_or_default();
+            for (cal, c) in &run.events_cursors {
+                let entry = map.entry(cal.clone()).or_insert(*c);
+                *entry = (*entry).max(*c);
+            }
+            update.push("events_updated_after = :ecursors".into());
+            req = req.expression_attribute_values(
+                ":ecursors",
+                AttributeValue::M(
+                    map.into_iter()
+                        .map(|(k, v)| (k, AttributeValue::N(v.to_string())))
+                        .collect(),
+                ),
+            );
+        }
+        match req
+            .update_expression(format!("SET {}", update.join(", ")))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(dynamo_err(e)),
+        }
+    }
+
+    /// Releases the lease without recording a run (a failed run: cursors stay where they were).
+    pub async fn release_lease(
+        &self,
+        grant_id: &str,
+        owner: &str,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key("grant_id", AttributeValue::S(grant_id.into()))
+            .update_expression("SET lease_until = :zero, last_reconcile_outcome = :outcome")
+            .condition_expression("lease_owner = :owner")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.into()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":outcome", AttributeValue::S(outcome.into()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(dynamo_err(e)),
+        }
+    }
+
+    /// One segment of a parallel scan for grants due a reconcile: active, and last reconciled
+    /// before `due_before` (Unix s). Returns grant ids and the key to continue from.
+    pub async fn scan_due(
+        &self,
+        segment: i32,
+        total_segments: i32,
+        due_before: i64,
+        start: Option<HashMap<String, AttributeValue>>,
+    ) -> Result<(Vec<String>, Option<HashMap<String, AttributeValue>>), StoreError> {
+        let out = self
+            .ddb
+            .scan()
+            .table_name(&self.table)
+            .segment(segment)
+            .total_segments(total_segments)
+            .projection_expression("grant_id")
+            .filter_expression("#status = :active AND (attribute_not_exists(last_reconcile_at) OR last_reconcile_at < :due)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":active", AttributeValue::S(GrantStatus::Active.as_str().into()))
+            .expression_attribute_values(":due", AttributeValue::N(due_before.to_string()))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(dynamo_err)?;
+        let ids = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| i.get("grant_id").and_then(|v| v.as_s().ok()).cloned())
+            .collect();
+        Ok((ids, out.last_evaluated_key.filter(|k| !k.is_empty())))
     }
 }

@@ -23,6 +23,24 @@ pub struct ReconcileJob {
     /// Unix seconds to list from, for backfill and catch-up; the cursor otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<i64>,
+    /// A run that ran out of time continues the message listing from here...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_token: Option<String>,
+    /// ...and, once it is done, advances the cursor to this first run's start (Unix s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_start: Option<i64>,
+}
+
+impl ReconcileJob {
+    pub fn new(grant_id: impl Into<String>, kind: JobKind, since: Option<i64>) -> Self {
+        Self {
+            grant_id: grant_id.into(),
+            kind,
+            since,
+            page_token: None,
+            poll_start: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,16 +54,71 @@ pub struct JobQueue {
     pub queue_url: String,
 }
 
+/// SQS's largest `DelaySeconds`.
+pub const MAX_DELAY_SECONDS: i32 = 900;
+
 impl JobQueue {
     pub async fn send(&self, job: &ReconcileJob) -> Result<(), JobQueueError> {
+        self.send_delayed(job, 0).await
+    }
+
+    /// Sends a job that becomes visible after `delay_seconds` (capped at 900).
+    pub async fn send_delayed(
+        &self,
+        job: &ReconcileJob,
+        delay_seconds: i32,
+    ) -> Result<(), JobQueueError> {
         let body = serde_json::to_string(job).map_err(|e| JobQueueError(e.to_string()))?;
         self.sqs
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
+            .delay_seconds(delay_seconds.clamp(0, MAX_DELAY_SECONDS))
             .send()
             .await
             .map_err(|e| JobQueueError(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+        Ok(())
+    }
+
+    /// Sends up to 10 jobs in one `SendMessageBatch`, each with its own delay. Entries SQS
+    /// refuses are retried once; any still refused make the call fail.
+    pub async fn send_batch(&self, jobs: &[(ReconcileJob, i32)]) -> Result<(), JobQueueError> {
+        use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+        let mut entries = Vec::with_capacity(jobs.len());
+        for (i, (job, delay)) in jobs.iter().enumerate() {
+            let body = serde_json::to_string(job).map_err(|e| JobQueueError(e.to_string()))?;
+            let entry = SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(body)
+                .delay_seconds((*delay).clamp(0, MAX_DELAY_SECONDS))
+                .build()
+                .map_err(|e| JobQueueError(e.to_string()))?;
+            entries.push(entry);
+        }
+        for attempt in 0..2 {
+            let out = self
+                .sqs
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries.clone()))
+                .send()
+                .await
+                .map_err(|e| {
+                    JobQueueError(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+                })?;
+            let failed: std::collections::HashSet<String> =
+                out.failed.iter().map(|f| f.id.clone()).collect();
+            if failed.is_empty() {
+                return Ok(());
+            }
+            entries.retain(|e| failed.contains(&e.id));
+            if attempt == 1 {
+                return Err(JobQueueError(format!(
+                    "{} jobs refused by SQS",
+                    failed.len()
+                )));
+            }
+        }
         Ok(())
     }
 }

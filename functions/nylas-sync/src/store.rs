@@ -117,6 +117,16 @@ pub struct Existing {
     pub content_hash: String,
 }
 
+/// What the store holds for an object, without the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub version: Version,
+    pub deleted: bool,
+    pub content_hash: String,
+    /// Unix ms of the write.
+    pub written_at: i64,
+}
+
 /// The result of a conditional write. `Stale` is a success: a newer state is already stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutOutcome {
@@ -132,6 +142,9 @@ pub struct StoredObject {
     pub version: Version,
     pub deleted: bool,
     pub source: String,
+    pub content_hash: String,
+    /// Unix ms of the write.
+    pub written_at: i64,
     pub object: Option<Value>,
 }
 
@@ -394,6 +407,122 @@ impl ObjectStore {
         Ok(deleted)
     }
 
+    /// The items of a grant whose sort key starts with `prefix` (`message#`, `event#<cal>#`,
+    /// `calendar#`). Bodies kept in S3 are fetched only if `resolve_bodies`.
+    pub async fn list_prefix(
+        &self,
+        grant_id: &str,
+        prefix: &str,
+        resolve_bodies: bool,
+    ) -> Result<Vec<StoredObject>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .ddb
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("grant_id = :g AND begins_with(sk, :p)")
+                .expression_attribute_values(":g", s(grant_id))
+                .expression_attribute_values(":p", s(prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(dynamo_err)?;
+            for mut item in page.items.unwrap_or_default() {
+                if !resolve_bodies {
+                    item.remove("body_ref");
+                }
+                out.push(self.stored_object(item).await?);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Version, tombstone flag and content hash of the given objects (absent ones omitted), by
+    /// sort key, with `BatchGetItem` (100 keys a call).
+    pub async fn summaries(
+        &self,
+        grant_id: &str,
+        refs: &[ObjectRef],
+    ) -> Result<HashMap<String, Summary>, StoreError> {
+        let mut found = HashMap::new();
+        let keys: Vec<String> = refs
+            .iter()
+            .map(ObjectRef::sort_key)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for chunk in keys.chunks(100) {
+            let mut pending: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|sk| {
+                    HashMap::from([
+                        ("grant_id".to_string(), s(grant_id)),
+                        ("sk".to_string(), s(sk.clone())),
+                    ])
+                })
+                .collect();
+            for _ in 0..8 {
+                if pending.is_empty() {
+                    break;
+                }
+                let ka = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(pending.clone()))
+                    .projection_expression("sk, version, deleted, content_hash, written_at")
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::Dynamo(e.to_string()))?;
+                let out = self
+                    .ddb
+                    .batch_get_item()
+                    .request_items(&self.table, ka)
+                    .send()
+                    .await
+                    .map_err(dynamo_err)?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let sk = item
+                        .get("sk")
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default();
+                    let e = existing_of(&item);
+                    let written_at = item
+                        .get("written_at")
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    found.insert(
+                        sk,
+                        Summary {
+                            version: e.version,
+                            deleted: e.deleted,
+                            content_hash: e.content_hash,
+                            written_at,
+                        },
+                    );
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|ka| ka.keys)
+                    .unwrap_or_default();
+            }
+            if !pending.is_empty() {
+                return Err(StoreError::Dynamo("batch get left unprocessed keys".into()));
+            }
+        }
+        Ok(found)
+    }
+
     async fn stored_object(
         &self,
         item: HashMap<String, AttributeValue>,
@@ -457,6 +586,12 @@ impl ObjectStore {
                 .copied()
                 .unwrap_or(false),
             source: text("source"),
+            content_hash: text("content_hash"),
+            written_at: item
+                .get("written_at")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
             object,
         })
     }

@@ -537,11 +537,11 @@ async fn each_grant_lifecycle_notification_has_its_effect() {
     let jobs = reconcile_jobs(&p).await;
     assert_eq!(
         jobs,
-        vec![ReconcileJob {
-            grant_id: g.clone(),
-            kind: JobKind::CatchUp,
-            since: Some(expired_at)
-        }]
+        vec![ReconcileJob::new(
+            g.clone(),
+            JobKind::CatchUp,
+            Some(expired_at)
+        )]
     );
 
     // grant.deleted: marked deleted, objects purged, and a late notification does not refill it.

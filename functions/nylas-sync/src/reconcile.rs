@@ -1,0 +1,769 @@
+//! The reconciler: one grant per job, the "pull safety" half of the hybrid.
+//!
+//! 1. **Lease**: a conditional update on the grant (`lease_until < now`, status active) before
+//!    any work; two jobs for one grant cannot both run, and a crashed run's lease expires.
+//! 2. **Messages**: take the poll start time first, list `received_after = cursor − overlap`
+//!    page by page (`limit=200`), write each message through the same monotonic path as the
+//!    consumer (unchanged ones skipped by content hash), and only after the last page is stored
+//!    advance the cursor to the poll start (never backwards, only while holding the lease).
+//! 3. **Events**: list calendars, then per calendar `updated_after = cursor − overlap` with
+//!    `show_cancelled=true`; cancelled events become tombstones.
+//! 4. **Drift sweep** every N runs (and after a re-authentication): messages have no
+//!    `updated_after`, so flag and folder changes and deletes can only be found by comparing a
+//!    recent window (listed with `select` of the fields that change) with the store. Objects the
+//!    store has that Nylas no longer lists are tombstoned only after a GET answers 404, so a
+//!    paging hiccup never deletes data. Events and calendars that vanished are found the same way.
+//! 5. **Missed-webhook signal**: every object reconciliation had to create or repair, whose
+//!    change is older than a grace period (so a webhook still in flight is not counted), is
+//!    counted per run and per grant (`recovered`).
+//!
+//! A 429 ends the run early and re-enqueues the job after `Retry-After`; a run about to exceed
+//! the function's time checkpoints (cursor unchanged, listing position in the next job) and
+//! re-enqueues; any other failure releases the lease with the cursor where it was.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use serde_json::Value;
+
+use crate::aws::{self, AwsTimeouts};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{ConfigError, Env, Secrets, DEFAULT_NYLAS_API_URI};
+use crate::grants::{Grant, GrantStore, RunRecord};
+use crate::jobs::{JobKind, JobQueue, JobQueueError, ReconcileJob, MAX_DELAY_SECONDS};
+use crate::nylas::{ClientSettings, NylasClient, NylasError};
+use crate::store::{
+    content_hash, ObjectRef, ObjectState, ObjectStore, PutOutcome, Source, StoreError, Summary,
+};
+
+#[derive(Debug, Clone)]
+pub struct ReconcileSettings {
+    /// Listed again before each cursor, for late-arriving mail and clock skew.
+    pub overlap_s: i64,
+    /// A drift sweep every this many runs (48 at a 30-minute interval: daily).
+    pub sweep_every_runs: i64,
+    pub sweep_window_days: i64,
+    pub lease_ms: i64,
+    /// A change younger than this may still have its webhook in flight: not counted as missed.
+    pub grace_s: i64,
+    /// How far back a grant without a cursor is listed.
+    pub backfill_days: i64,
+    /// Time kept in hand before the function's deadline to checkpoint.
+    pub safety_margin: Duration,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        Self {
+            overlap_s: 600,
+            sweep_every_runs: 48,
+            sweep_window_days: 7,
+            lease_ms: 900_000,
+            grace_s: 300,
+            backfill_days: 30,
+            safety_margin: Duration::from_secs(20),
+        }
+    }
+}
+
+impl ReconcileSettings {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        Ok(Self {
+            overlap_s: env.number_or("RECONCILE_OVERLAP_SECONDS", d.overlap_s as u64)? as i64,
+            sweep_every_runs: env
+                .number_or("DRIFT_SWEEP_EVERY_RUNS", d.sweep_every_runs as u64)?
+                .max(1) as i64,
+            sweep_window_days: env.number_or("DRIFT_WINDOW_DAYS", d.sweep_window_days as u64)?
+                as i64,
+            lease_ms: env.number_or("LEASE_SECONDS", (d.lease_ms / 1000) as u64)? as i64 * 1000,
+            grace_s: env.number_or("MISSED_GRACE_SECONDS", d.grace_s as u64)? as i64,
+            backfill_days: env.number_or("BACKFILL_DAYS", d.backfill_days as u64)? as i64,
+            safety_margin: d.safety_margin,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("Nylas: {0}")]
+    Nylas(#[from] NylasError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("queue: {0}")]
+    Queue(#[from] JobQueueError),
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    Completed,
+    /// Another run holds the lease, or the grant is not active: nothing done.
+    Skipped,
+    /// Out of time: continued by a new job from where this one stopped.
+    Checkpointed,
+    /// Nylas answered 429: the job was re-enqueued after `Retry-After`.
+    RateLimited,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub grant_id: String,
+    pub outcome: RunOutcome,
+    pub recovered: i64,
+    pub pages: u64,
+    pub written: u64,
+    pub swept: bool,
+}
+
+/// Counters since the cold start.
+#[derive(Debug, Default)]
+pub struct ReconcileCounters {
+    pub runs: AtomicU64,
+    pub skipped: AtomicU64,
+    pub pages: AtomicU64,
+    pub written: AtomicU64,
+    pub unchanged: AtomicU64,
+    pub recovered: AtomicU64,
+}
+
+pub struct Reconciler {
+    pub objects: ObjectStore,
+    pub grants: GrantStore,
+    pub jobs: JobQueue,
+    pub nylas: NylasClient,
+    pub settings: ReconcileSettings,
+    pub clock: Arc<dyn Clock>,
+    pub counters: ReconcileCounters,
+    owner_prefix: String,
+    run_seq: AtomicU64,
+}
+
+/// What the running job accumulates.
+#[derive(Default)]
+struct Run {
+    recovered: i64,
+    pages: u64,
+    written: u64,
+    swept: bool,
+    messages_cursor: Option<i64>,
+    events_cursors: HashMap<String, i64>,
+}
+
+enum Progress {
+    Done,
+    Checkpoint(ReconcileJob),
+}
+
+impl Reconciler {
+    pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let objects_table = env.required("OBJECTS_TABLE")?;
+        let grants_table = env.required("GRANTS_TABLE")?;
+        let bucket = env.required("PAYLOAD_BUCKET")?;
+        let queue_url = env.required("RECONCILE_QUEUE_URL")?;
+        let api_uri = env
+            .optional("NYLAS_API_URI")
+            .unwrap_or_else(|| DEFAULT_NYLAS_API_URI.into());
+        let settings = ReconcileSettings::from_env(env)?;
+        let sdk = aws::sdk_config(AwsTimeouts::BACKGROUND).await;
+        let secrets = Secrets::load(env, &sdk).await?;
+        let nylas = NylasClient::new(
+            &api_uri,
+            secrets.require_api_key(env)?,
+            ClientSettings::default(),
+        )
+        .map_err(|e| ConfigError::Invalid {
+            name: "NYLAS_API_URI",
+            reason: e.to_string(),
+        })?;
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        Ok(Self::new(
+            ObjectStore {
+                ddb: ddb.clone(),
+                s3: aws::s3_client(&sdk),
+                table: objects_table,
+                bucket,
+                max_inline_object_bytes: crate::store::DEFAULT_MAX_INLINE_OBJECT_BYTES,
+            },
+            GrantStore {
+                ddb,
+                table: grants_table,
+            },
+            JobQueue {
+                sqs: aws::sqs_client(&sdk),
+                queue_url,
+            },
+            nylas,
+            settings,
+            Arc::new(SystemClock),
+        ))
+    }
+
+    pub fn new(
+        objects: ObjectStore,
+        grants: GrantStore,
+        jobs: JobQueue,
+        nylas: NylasClient,
+        settings: ReconcileSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let owner_prefix = format!("{}-{}", std::process::id(), crate::clock::now_ms());
+        Self {
+            objects,
+            grants,
+            jobs,
+            nylas,
+            settings,
+            clock,
+            counters: ReconcileCounters::default(),
+            owner_prefix,
+            run_seq: AtomicU64::new(0),
+        }
+    }
+
+    /// Processes an SQS batch of jobs (one grant each), one after the other.
+    pub async fn handle(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        for record in event.records {
+            let id = record.message_id.clone().unwrap_or_default();
+            let job: ReconcileJob = match serde_json::from_str(
+                record.body.as_deref().unwrap_or_default(),
+            ) {
+                Ok(job) => job,
+                Err(e) => {
+                    tracing::error!(message_id = %id, error = %crate::json_error_summary(&e), "not a reconcile job");
+                    let mut f = BatchItemFailure::default();
+                    f.item_identifier = id;
+                    response.batch_item_failures.push(f);
+                    continue;
+                }
+            };
+            match self.run(&job, deadline).await {
+                Ok(report) => tracing::info!(
+                    grant_id = %report.grant_id,
+                    outcome = ?report.outcome,
+                    recovered = report.recovered,
+                    pages = report.pages,
+                    written = report.written,
+                    swept = report.swept,
+                    "reconcile"
+                ),
+                Err(e) => {
+                    tracing::warn!(grant_id = %job.grant_id, error = %e, "reconcile failed; the job will be retried");
+                    let mut f = BatchItemFailure::default();
+                    f.item_identifier = id;
+                    response.batch_item_failures.push(f);
+                }
+            }
+        }
+        response
+    }
+
+    /// Runs one job under the grant's lease.
+    pub async fn run(
+        &self,
+        job: &ReconcileJob,
+        deadline: Instant,
+    ) -> Result<RunReport, ReconcileError> {
+        self.counters.runs.fetch_add(1, Ordering::Relaxed);
+        let owner = format!(
+            "{}-{}",
+            self.owner_prefix,
+            self.run_seq.fetch_add(1, Ordering::Relaxed)
+        );
+        let now_ms = self.clock.now_ms();
+        let mut report = RunReport {
+            grant_id: job.grant_id.clone(),
+            outcome: RunOutcome::Skipped,
+            recovered: 0,
+            pages: 0,
+            written: 0,
+            swept: false,
+        };
+        let Some(grant) = self
+            .grants
+            .acquire_lease(&job.grant_id, &owner, now_ms, self.settings.lease_ms)
+            .await?
+        else {
+            self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(report);
+        };
+        // The poll start is taken before any listing: the cursor moves to it, never past what was listed.
+        let poll_start = job.poll_start.unwrap_or(now_ms / 1000);
+        let mut run = Run::default();
+        let result = self.sync(&grant, job, poll_start, deadline, &mut run).await;
+        report.recovered = run.recovered;
+        report.pages = run.pages;
+        report.written = run.written;
+        report.swept = run.swept;
+        self.counters
+            .recovered
+            .fetch_add(run.recovered.max(0) as u64, Ordering::Relaxed);
+        let record = |outcome: &str, with_cursors: bool| RunRecord {
+            started_at: poll_start,
+            outcome: outcome.to_string(),
+            recovered: run.recovered,
+            swept: run.swept,
+            messages_cursor: if with_cursors {
+                run.messages_cursor
+            } else {
+                None
+            },
+            events_cursors: if with_cursors {
+                run.events_cursors.clone()
+            } else {
+                HashMap::new()
+            },
+        };
+        match result {
+            Ok(Progress::Done) => {
+                if !self
+                    .grants
+                    .finish_run(&grant.grant_id, &owner, &record("ok", true))
+                    .await?
+                {
+                    tracing::warn!(grant_id = %grant.grant_id, "lease lost before the end of the run: cursors not advanced");
+                }
+                report.outcome = RunOutcome::Completed;
+            }
+            Ok(Progress::Checkpoint(next)) => {
+                self.jobs.send(&next).await?;
+                self.grants
+                    .finish_run(&grant.grant_id, &owner, &record("checkpointed", false))
+                    .await?;
+                report.outcome = RunOutcome::Checkpointed;
+            }
+            Err(ReconcileError::Nylas(NylasError::RateLimited(after))) => {
+                let delay = after.as_secs().min(MAX_DELAY_SECONDS as u64) as i32;
+                self.jobs.send_delayed(job, delay).await?;
+                self.grants
+                    .finish_run(&grant.grant_id, &owner, &record("rate-limited", false))
+                    .await?;
+                report.outcome = RunOutcome::RateLimited;
+            }
+            Err(e) => {
+                self.grants
+                    .release_lease(&grant.grant_id, &owner, &format!("failed: {e}"))
+                    .await?;
+                return Err(e);
+            }
+        }
+        Ok(report)
+    }
+
+    async fn sync(
+        &self,
+        grant: &Grant,
+        job: &ReconcileJob,
+        poll_start: i64,
+        deadline: Instant,
+        run: &mut Run,
+    ) -> Result<Progress, ReconcileError> {
+        let g = grant.grant_id.as_str();
+        let default_since = poll_start - self.settings.backfill_days * 86_400;
+        let since = match job.kind {
+            JobKind::Incremental => grant
+                .messages_received_after
+                .or(job.since)
+                .unwrap_or(default_since),
+            JobKind::Backfill | JobKind::CatchUp => job.since.unwrap_or(default_since),
+        };
+
+        // Messages.
+        let received_after = (since - self.settings.overlap_s).to_string();
+        let mut page_token = job.page_token.clone();
+        loop {
+            if deadline.saturating_duration_since(Instant::now()) < self.settings.safety_margin {
+                let mut next = job.clone();
+                next.page_token = page_token;
+                next.poll_start = Some(poll_start);
+                return Ok(Progress::Checkpoint(next));
+            }
+            let mut query = vec![
+                ("limit", "200"),
+                ("received_after", received_after.as_str()),
+            ];
+            if let Some(t) = &page_token {
+                query.push(("page_token", t.as_str()));
+            }
+            let page = self.nylas.list(g, "messages", &query).await?;
+            let items = page
+                .data
+                .into_iter()
+                .filter_map(|m| {
+                    Some((
+                        ObjectRef::Message {
+                            id: m.get("id")?.as_str()?.to_string(),
+                        },
+                        Some(m),
+                    ))
+                })
+                .collect();
+            self.upsert_listed(g, items, poll_start, run).await?;
+            match page.next_cursor.filter(|c| !c.is_empty()) {
+                Some(c) => page_token = Some(c),
+                None => break,
+            }
+        }
+        run.messages_cursor = Some(poll_start);
+
+        // Calendars, then events per calendar.
+        let calendars = self.list_all(g, "calendars", &[]).await?;
+        let mut calendar_ids = Vec::new();
+        let items = calendars
+            .into_iter()
+            .filter_map(|c| {
+                let id = c.get("id")?.as_str()?.to_string();
+                calendar_ids.push(id.clone());
+                Some((ObjectRef::Calendar { id }, Some(c)))
+            })
+            .collect();
+        self.upsert_listed(g, items, poll_start, run).await?;
+        for cal in &calendar_ids {
+            let cal_since = match job.kind {
+                JobKind::Incremental => grant
+                    .events_updated_after
+                    .get(cal)
+                    .copied()
+                    .or(job.since)
+                    .unwrap_or(default_since),
+                _ => job.since.unwrap_or(default_since),
+            };
+            let updated_after = (cal_since - self.settings.overlap_s).to_string();
+            let events = self
+                .list_all(
+                    g,
+                    "events",
+                    &[
+                        ("calendar_id", cal),
+                        ("updated_after", &updated_after),
+                        ("show_cancelled", "true"),
+                    ],
+                )
+                .await?;
+            self.upsert_listed(
+                g,
+                events
+                    .into_iter()
+                    .filter_map(|e| event_item(cal, e))
+                    .collect(),
+                poll_start,
+                run,
+            )
+            .await?;
+            run.events_cursors.insert(cal.clone(), poll_start);
+        }
+
+        // Drift sweep.
+        let due = job.kind == JobKind::CatchUp
+            || grant.runs_since_sweep + 1 >= self.settings.sweep_every_runs;
+        if due
+            && deadline.saturating_duration_since(Instant::now()) > self.settings.safety_margin * 2
+        {
+            self.sweep(g, &calendar_ids, poll_start, run).await?;
+            run.swept = true;
+        }
+        Ok(Progress::Done)
+    }
+
+    /// Every page of a listing (calendars and events listings are short).
+    async fn list_all(
+        &self,
+        grant: &str,
+        resource: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Vec<Value>, ReconcileError> {
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut q: Vec<(&str, &str)> = query.to_vec();
+            q.push(("limit", "200"));
+            if let Some(t) = &token {
+                q.push(("page_token", t.as_str()));
+            }
+            let page = self.nylas.list(grant, resource, &q).await?;
+            all.extend(page.data);
+            match page.next_cursor.filter(|c| !c.is_empty()) {
+                Some(c) => token = Some(c),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Writes listed objects (`None` = tombstone) that differ from the store, counting those the
+    /// webhook path missed.
+    async fn upsert_listed(
+        &self,
+        grant: &str,
+        items: Vec<(ObjectRef, Option<Value>)>,
+        poll_start: i64,
+        run: &mut Run,
+    ) -> Result<(), ReconcileError> {
+        self.counters.pages.fetch_add(1, Ordering::Relaxed);
+        run.pages += 1;
+        let refs: Vec<ObjectRef> = items.iter().map(|(r, _)| r.clone()).collect();
+        let stored = self.objects.summaries(grant, &refs).await?;
+        let version = self.clock.now_ms();
+        for (object_ref, object) in items {
+            let existing = stored.get(&object_ref.sort_key());
+            if existing.is_some_and(|s| s.content_hash == content_hash(object.as_ref())) {
+                self.counters.unchanged.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if existing.is_none() && object.is_none() {
+                continue; // a cancelled event the store never had: nothing to hide
+            }
+            let missed = self.was_missed(existing, object.as_ref(), poll_start);
+            self.write(grant, object_ref, object, version, missed, run)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn write(
+        &self,
+        grant: &str,
+        object_ref: ObjectRef,
+        object: Option<Value>,
+        version: i64,
+        missed: bool,
+        run: &mut Run,
+    ) -> Result<bool, ReconcileError> {
+        let state = ObjectState {
+            grant_id: grant.to_string(),
+            object_ref,
+            version,
+            object,
+            source: Source::Reconcile,
+        };
+        let written = matches!(
+            self.objects.put_if_newer(&state, version).await?,
+            PutOutcome::Written
+        );
+        if written {
+            self.counters.written.fetch_add(1, Ordering::Relaxed);
+            run.written += 1;
+            if missed {
+                run.recovered += 1;
+            }
+        }
+        Ok(written)
+    }
+
+    /// Whether a difference reconciliation found is one the webhooks should have delivered by now.
+    fn was_missed(
+        &self,
+        existing: Option<&Summary>,
+        object: Option<&Value>,
+        poll_start: i64,
+    ) -> bool {
+        let settled = poll_start - self.settings.grace_s;
+        // The object's own time of change where Nylas gives one (events), of receipt for messages.
+        let changed_at = object
+            .and_then(|o| o.get("updated_at").or_else(|| o.get("date")))
+            .and_then(Value::as_i64);
+        match (existing, changed_at) {
+            (_, Some(t)) if object.and_then(|o| o.get("updated_at")).is_some() => t < settled,
+            (None, Some(t)) => t < settled,
+            (None, None) => true,
+            // A message changed since the store last heard of it: missed if the store has been quiet for the grace period.
+            (Some(s), _) => s.written_at / 1000 < settled,
+        }
+    }
+
+    async fn sweep(
+        &self,
+        grant: &str,
+        calendar_ids: &[String],
+        poll_start: i64,
+        run: &mut Run,
+    ) -> Result<(), ReconcileError> {
+        let window_start = poll_start - self.settings.sweep_window_days * 86_400;
+        // Messages: the fields that change, for the recent window.
+        let listed = self
+            .list_all(
+                grant,
+                "messages",
+                &[
+                    ("received_after", &window_start.to_string()),
+                    ("select", "id,folders,unread,starred"),
+                ],
+            )
+            .await?;
+        let listed: HashMap<String, Value> = listed
+            .into_iter()
+            .filter_map(|m| Some((m.get("id")?.as_str()?.to_string(), m)))
+            .collect();
+        let stored = self.objects.list_prefix(grant, "message#", false).await?;
+        let mut seen = HashSet::new();
+        for s in stored.into_iter().filter(|s| !s.deleted) {
+            let Some(object) = &s.object else { continue };
+            let id = object
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if object
+                .get("date")
+                .and_then(Value::as_i64)
+                .is_some_and(|d| d <= window_start)
+            {
+                continue;
+            }
+            seen.insert(id.clone());
+            let object_ref = ObjectRef::Message { id: id.clone() };
+            match listed.get(&id) {
+                Some(fields) => {
+                    let differs = ["folders", "unread", "starred"]
+                        .iter()
+                        .any(|f| fields.get(*f) != object.get(*f));
+                    if differs {
+                        // Patch the changing fields into the stored object (body resolved from S3 if kept there).
+                        let full = self
+                            .objects
+                            .get(grant, &object_ref)
+                            .await?
+                            .and_then(|o| o.object);
+                        if let Some(mut patched) = full {
+                            for f in ["folders", "unread", "starred"] {
+                                if let (Some(v), Some(map)) =
+                                    (fields.get(f), patched.as_object_mut())
+                                {
+                                    map.insert(f.to_string(), v.clone());
+                                }
+                            }
+                            self.write(
+                                grant,
+                                object_ref,
+                                Some(patched),
+                                self.clock.now_ms(),
+                                true,
+                                run,
+                            )
+                            .await?;
+                        }
+                    }
+                }
+                None => self.confirm_gone(grant, object_ref, run).await?,
+            }
+        }
+        // Listed messages the store never had (older than the cursor's overlap).
+        for id in listed.keys().filter(|id| !seen.contains(*id)) {
+            let object_ref = ObjectRef::Message { id: id.clone() };
+            if self.objects.get(grant, &object_ref).await?.is_none() {
+                match self.nylas.get_message(grant, id).await {
+                    Ok(m) => {
+                        self.write(grant, object_ref, Some(m), self.clock.now_ms(), true, run)
+                            .await?;
+                    }
+                    Err(NylasError::NotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+
+        // Calendars and events that vanished from Nylas.
+        let stored_calendars = self.objects.list_prefix(grant, "calendar#", false).await?;
+        for c in stored_calendars.into_iter().filter(|c| !c.deleted) {
+            let id = c.sort_key.trim_start_matches("calendar#").to_string();
+            if !calendar_ids.contains(&id) {
+                self.confirm_gone(grant, ObjectRef::Calendar { id }, run)
+                    .await?;
+            }
+        }
+        for cal in calendar_ids {
+            let listed = self
+                .list_all(
+                    grant,
+                    "events",
+                    &[("calendar_id", cal), ("show_cancelled", "true")],
+                )
+                .await?;
+            let listed: HashMap<String, Value> = listed
+                .into_iter()
+                .filter_map(|e| Some((e.get("id")?.as_str()?.to_string(), e)))
+                .collect();
+            let items: Vec<(ObjectRef, Option<Value>)> = listed
+                .values()
+                .cloned()
+                .filter_map(|e| event_item(cal, e))
+                .collect();
+            self.upsert_listed(grant, items, poll_start, run).await?;
+            let prefix = format!("event#{cal}#");
+            for s in self
+                .objects
+                .list_prefix(grant, &prefix, false)
+                .await?
+                .into_iter()
+                .filter(|s| !s.deleted)
+            {
+                let id = s.sort_key.trim_start_matches(&prefix).to_string();
+                if !listed.contains_key(&id) {
+                    self.confirm_gone(
+                        grant,
+                        ObjectRef::Event {
+                            calendar_id: cal.clone(),
+                            id,
+                        },
+                        run,
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tombstones an object the listing no longer returns, once a GET confirms it is gone.
+    async fn confirm_gone(
+        &self,
+        grant: &str,
+        object_ref: ObjectRef,
+        run: &mut Run,
+    ) -> Result<(), ReconcileError> {
+        let fetched = match &object_ref {
+            ObjectRef::Message { id } => self.nylas.get_message(grant, id).await,
+            ObjectRef::Event { calendar_id, id } => {
+                self.nylas.get_event(grant, calendar_id, id).await
+            }
+            ObjectRef::Calendar { id } => self.nylas.get_calendar(grant, id).await,
+            ObjectRef::Folder { .. } => return Ok(()),
+        };
+        let now = self.clock.now_ms();
+        match fetched {
+            Err(NylasError::NotFound) => {
+                self.write(grant, object_ref, None, now, true, run).await?;
+            }
+            // Still there (a listing hiccup): store it if it differs, like any listed object.
+            Ok(object) => {
+                let cancelled = object.get("status").and_then(Value::as_str) == Some("cancelled");
+                let object = if cancelled && matches!(object_ref, ObjectRef::Event { .. }) {
+                    None
+                } else {
+                    Some(object)
+                };
+                let poll_start = now / 1000;
+                self.upsert_listed(grant, vec![(object_ref, object)], poll_start, run)
+                    .await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+}
+
+/// A listed event as a store item: cancelled events are tombstones.
+fn event_item(calendar_id: &str, event: Value) -> Option<(ObjectRef, Option<Value>)> {
+    let id = event.get("id")?.as_str()?.to_string();
+    let cancelled = event.get("status").and_then(Value::as_str) == Some("cancelled");
+    Some((
+        ObjectRef::Event {
+            calendar_id: calendar_id.to_string(),
+            id,
+        },
+        if cancelled { None } else { Some(event) },
+    ))
+}
