@@ -19,7 +19,6 @@ pub mod jobs;
 pub mod notification;
 pub mod nylas;
 pub mod queue;
-pub mod secrets;
 pub mod reconcile;
 pub mod scheduler;
 pub mod signature;

@@ -13,9 +13,10 @@
 //!    recent window (listed with `select` of the fields that change) with the store. Objects the
 //!    store has that Nylas no longer lists are tombstoned only after a GET answers 404, so a
 //!    paging hiccup never deletes data. Events and calendars that vanished are found the same way.
-//! 5. **Missed-webhook signal**: every object reconciliation had to create or repair, whose
+//! 5. **Missed-webhook signal**: every object a scheduled run had to create or repair, whose
 //!    change is older than a grace period (so a webhook still in flight is not counted), is
-//!    counted per run and per grant (`recovered`).
+//!    counted per run and per grant (`recovered`). Backfills and catch-ups after an expiry do
+//!    not count: what they find was never going to arrive by webhook.
 //!
 //! A 429 ends the run early and re-enqueues the job after `Retry-After`; a run about to exceed
 //! the function's time checkpoints (cursor unchanged, listing position in the next job) and
@@ -53,6 +54,8 @@ pub struct ReconcileSettings {
     pub backfill_days: i64,
     /// Time kept in hand before the function's deadline to checkpoint.
     pub safety_margin: Duration,
+    /// `limit` of every listing (Nylas's maximum, 200, outside tests).
+    pub page_size: u32,
 }
 
 impl Default for ReconcileSettings {
@@ -65,6 +68,7 @@ impl Default for ReconcileSettings {
             grace_s: 300,
             backfill_days: 30,
             safety_margin: Duration::from_secs(20),
+            page_size: 200,
         }
     }
 }
@@ -83,6 +87,7 @@ impl ReconcileSettings {
             grace_s: env.number_or("MISSED_GRACE_SECONDS", d.grace_s as u64)? as i64,
             backfill_days: env.number_or("BACKFILL_DAYS", d.backfill_days as u64)? as i64,
             safety_margin: d.safety_margin,
+            page_size: d.page_size,
         })
     }
 }
@@ -145,6 +150,9 @@ pub struct Reconciler {
 /// What the running job accumulates.
 #[derive(Default)]
 struct Run {
+    /// Only a scheduled run over a grant already in sync counts misses: a backfill finds what
+    /// predates the webhooks, a catch-up what Nylas never sent while the grant was expired.
+    count_missed: bool,
     recovered: i64,
     pages: u64,
     written: u64,
@@ -293,7 +301,11 @@ impl Reconciler {
         };
         // The poll start is taken before any listing: the cursor moves to it, never past what was listed.
         let poll_start = job.poll_start.unwrap_or(now_ms / 1000);
-        let mut run = Run::default();
+        let mut run = Run {
+            count_missed: job.kind == JobKind::Incremental
+                && grant.messages_received_after.is_some(),
+            ..Run::default()
+        };
         let result = self.sync(&grant, job, poll_start, deadline, &mut run).await;
         report.recovered = run.recovered;
         report.pages = run.pages;
@@ -382,8 +394,9 @@ impl Reconciler {
                 next.poll_start = Some(poll_start);
                 return Ok(Progress::Checkpoint(next));
             }
+            let limit = self.settings.page_size.to_string();
             let mut query = vec![
-                ("limit", "200"),
+                ("limit", limit.as_str()),
                 ("received_after", received_after.as_str()),
             ];
             if let Some(t) = &page_token {
@@ -479,8 +492,9 @@ impl Reconciler {
         let mut all = Vec::new();
         let mut token: Option<String> = None;
         loop {
+            let limit = self.settings.page_size.to_string();
             let mut q: Vec<(&str, &str)> = query.to_vec();
-            q.push(("limit", "200"));
+            q.push(("limit", limit.as_str()));
             if let Some(t) = &token {
                 q.push(("page_token", t.as_str()));
             }
@@ -546,7 +560,7 @@ impl Reconciler {
         if written {
             self.counters.written.fetch_add(1, Ordering::Relaxed);
             run.written += 1;
-            if missed {
+            if missed && run.count_missed {
                 run.recovered += 1;
             }
         }

@@ -107,81 +107,66 @@ impl Scheduler {
         })
     }
 
-    /// Scans the due grants and enqueues their jobs.
+    /// Scans the due grants and enqueues their jobs. The segments are scanned concurrently and
+    /// feed one batcher, so every `SendMessageBatch` but the last carries ten jobs: ceil(N/10) calls.
     pub async fn fan_out(&self) -> Result<FanOut, ScheduleError> {
         let started = Instant::now();
         let now_s = self.clock.now_ms() / 1000;
         let due_before =
             now_s - (self.settings.interval_s - i64::from(self.settings.spread_s)).max(0);
         let segments = self.settings.scan_segments;
-        let results: Vec<Result<(u64, u64), ScheduleError>> = stream::iter(0..segments)
-            .map(|segment| self.fan_out_segment(segment, segments, due_before))
-            .buffer_unordered(segments as usize)
-            .collect()
-            .await;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<String>>(segments as usize * 2);
+        let scans = async move {
+            let results: Vec<Result<(), ScheduleError>> = stream::iter(0..segments)
+                .map(|segment| {
+                    let tx = tx.clone();
+                    async move {
+                        let mut start = None;
+                        loop {
+                            let (ids, next) = self
+                                .grants
+                                .scan_due(segment, segments, due_before, start)
+                                .await?;
+                            if !ids.is_empty() && tx.send(ids).await.is_err() {
+                                return Ok(()); // the batcher stopped on an error; it reports it
+                            }
+                            match next {
+                                Some(k) => start = Some(k),
+                                None => return Ok(()),
+                            }
+                        }
+                    }
+                })
+                .buffer_unordered(segments as usize)
+                .collect()
+                .await;
+            results.into_iter().collect::<Result<(), ScheduleError>>()
+        };
+        // Grant ids in, batches of ten out, several in flight.
+        let batches = tokio_stream_of_batches(rx)
+            .map(|chunk: Vec<String>| async move {
+                let jobs: Vec<(ReconcileJob, i32)> = chunk
+                    .into_iter()
+                    .map(|g| {
+                        (
+                            ReconcileJob::new(g, JobKind::Incremental, None),
+                            self.jitter(),
+                        )
+                    })
+                    .collect();
+                self.jobs.send_batch(&jobs).await.map(|_| jobs.len() as u64)
+            })
+            .buffer_unordered(self.settings.send_concurrency)
+            .collect::<Vec<_>>();
+        let (scanned, sent) = tokio::join!(scans, batches);
+        scanned?;
         let mut out = FanOut::default();
-        for r in results {
-            let (grants, calls) = r?;
-            out.grants += grants;
-            out.batch_calls += calls;
+        for r in sent {
+            out.grants += r?;
+            out.batch_calls += 1;
         }
         out.seconds = started.elapsed().as_secs_f64();
         Ok(out)
-    }
-
-    /// One scan segment: each page's due grants, in batches of ten, several batches in flight.
-    /// Batches are cut across pages so that every call but the segment's last carries ten jobs.
-    async fn fan_out_segment(
-        &self,
-        segment: i32,
-        segments: i32,
-        due_before: i64,
-    ) -> Result<(u64, u64), ScheduleError> {
-        let mut start = None;
-        let mut pending: Vec<String> = Vec::new();
-        let (mut grants, mut calls) = (0u64, 0u64);
-        loop {
-            let (ids, next) = self
-                .grants
-                .scan_due(segment, segments, due_before, start)
-                .await?;
-            pending.extend(ids);
-            let last = next.is_none();
-            let take = if last {
-                pending.len()
-            } else {
-                pending.len() - pending.len() % 10
-            };
-            let ready: Vec<String> = pending.drain(..take).collect();
-            let batches: Vec<Vec<(ReconcileJob, i32)>> = ready
-                .chunks(10)
-                .map(|chunk| {
-                    chunk
-                        .iter()
-                        .map(|g| {
-                            (
-                                ReconcileJob::new(g.clone(), JobKind::Incremental, None),
-                                self.jitter(),
-                            )
-                        })
-                        .collect()
-                })
-                .collect();
-            grants += ready.len() as u64;
-            calls += batches.len() as u64;
-            let sent: Vec<Result<(), crate::jobs::JobQueueError>> = stream::iter(batches)
-                .map(|batch| async move { self.jobs.send_batch(&batch).await })
-                .buffer_unordered(self.settings.send_concurrency)
-                .collect()
-                .await;
-            for r in sent {
-                r?;
-            }
-            if last {
-                return Ok((grants, calls));
-            }
-            start = next;
-        }
     }
 
     fn jitter(&self) -> i32 {
@@ -196,4 +181,33 @@ impl Scheduler {
         let mixed = nanos.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16;
         (mixed % (self.settings.spread_s as u64 + 1)) as i32
     }
+}
+
+/// Regroups the id lists coming from the scan segments into chunks of exactly ten (the last one
+/// may be shorter), in arrival order.
+fn tokio_stream_of_batches(
+    rx: tokio::sync::mpsc::Receiver<Vec<String>>,
+) -> impl futures::Stream<Item = Vec<String>> {
+    stream::unfold(
+        (rx, Vec::<String>::new(), false),
+        |(mut rx, mut buf, mut closed)| async move {
+            loop {
+                if buf.len() >= 10 {
+                    let rest = buf.split_off(10);
+                    return Some((std::mem::replace(&mut buf, rest), (rx, buf, closed)));
+                }
+                if closed {
+                    return if buf.is_empty() {
+                        None
+                    } else {
+                        Some((std::mem::take(&mut buf), (rx, Vec::new(), true)))
+                    };
+                }
+                match rx.recv().await {
+                    Some(ids) => buf.extend(ids),
+                    None => closed = true,
+                }
+            }
+        },
+    )
 }

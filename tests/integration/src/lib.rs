@@ -275,8 +275,12 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use nylas_emulator::{Emulator, EmulatorConfig};
+use nylas_sync::clock::Clock;
 use nylas_sync::consumer::Consumer;
+use nylas_sync::grants::GrantStatus;
 use nylas_sync::ingest::Ingest;
+use nylas_sync::jobs::{JobKind, ReconcileJob};
+use nylas_sync::reconcile::{Reconciler, RunReport};
 use nylas_sync::store::{ObjectRef, StoredObject};
 
 impl Aws {
@@ -403,7 +407,19 @@ pub struct Pipeline {
     pub grants_table: String,
     pub bucket: String,
     pub webhook_secret: String,
+    pub reconciler: Arc<Reconciler>,
     ingest_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    env: HashMap<&'static str, String>,
+}
+
+/// The emulator's clock, for the functions under test: object times, notification times and
+/// the functions' versions, cursors and leases then all run on the same (scaled) time.
+pub struct EmulatorClock(pub Emulator);
+
+impl Clock for EmulatorClock {
+    fn now_ms(&self) -> i64 {
+        self.0.now() * 1000
+    }
 }
 
 impl Drop for Pipeline {
@@ -419,6 +435,8 @@ pub struct PipelineOptions {
     /// Visibility timeout of the notifications queue, seconds.
     pub visibility_s: u32,
     pub max_receives: u32,
+    /// Extra environment of the reconciler (e.g. `DRIFT_SWEEP_EVERY_RUNS`).
+    pub reconciler: Vec<(&'static str, String)>,
 }
 
 impl Default for PipelineOptions {
@@ -432,6 +450,7 @@ impl Default for PipelineOptions {
             consumer: vec![],
             visibility_s: 2,
             max_receives: 5,
+            reconciler: vec![],
         }
     }
 }
@@ -475,9 +494,15 @@ impl Pipeline {
             ("NYLAS_API_URI", base_url),
             ("NYLAS_API_KEY", emulator.api_key().to_string()),
         ]);
+        let base_env = env.clone();
         env.extend(options.consumer);
-        let env: HashMap<&str, &str> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let consumer = Arc::new(Consumer::from_env(&env).await.expect("consumer"));
+        let consumer_env: HashMap<&str, &str> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut consumer = Consumer::from_env(&consumer_env).await.expect("consumer");
+        consumer.clock = Arc::new(EmulatorClock(emulator.clone()));
+        let consumer = Arc::new(consumer);
+        let mut reconciler_env = base_env.clone();
+        reconciler_env.extend(options.reconciler);
+        let reconciler = Arc::new(build_reconciler(&reconciler_env, &emulator).await);
         let notifications = local_stack::SqsPoller::new(aws.sqs.clone(), &queue_url)
             .await
             .expect("poller");
@@ -492,8 +517,38 @@ impl Pipeline {
             grants_table,
             bucket,
             webhook_secret,
+            reconciler,
             ingest_task,
+            env: reconciler_env,
         }
+    }
+
+    /// A reconciler like the pipeline's, talking to Nylas at `nylas_uri` instead.
+    pub async fn reconciler_via(&self, nylas_uri: &str) -> Reconciler {
+        let mut env = self.env.clone();
+        env.insert("NYLAS_API_URI", nylas_uri.to_string());
+        build_reconciler(&env, &self.emulator).await
+    }
+
+    /// Registers every emulator grant as active (their `grant.created` predates the destination).
+    pub async fn register_grants(&self) {
+        for g in self.emulator.grant_ids() {
+            self.consumer
+                .grants
+                .set_status(&g, GrantStatus::Active, 1, &[])
+                .await
+                .expect("register grant");
+        }
+    }
+
+    /// Runs one reconcile job for `grant` with the pipeline's reconciler, with time to spare.
+    pub async fn reconcile(&self, grant: &str, kind: JobKind) -> RunReport {
+        let job = ReconcileJob::new(grant, kind, None);
+        let deadline = std::time::Instant::now() + Duration::from_secs(600);
+        self.reconciler
+            .run(&job, deadline)
+            .await
+            .expect("reconcile")
     }
 
     pub fn grant(&self) -> String {
@@ -687,4 +742,11 @@ pub fn notification(kind: &str, time: i64, object: &serde_json::Value) -> String
         "data": {"application_id": "app", "object": object}
     })
     .to_string()
+}
+
+async fn build_reconciler(env: &HashMap<&'static str, String>, emulator: &Emulator) -> Reconciler {
+    let env: HashMap<&str, &str> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut r = Reconciler::from_env(&env).await.expect("reconciler");
+    r.clock = Arc::new(EmulatorClock(emulator.clone()));
+    r
 }

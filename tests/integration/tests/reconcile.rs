@@ -1,0 +1,519 @@
+//! Reconciliation against moto and the emulator: outages recovered and counted, drift repaired,
+//! cursors that only move after their pages are stored, leases, idle cost, and the scheduler's
+//! fan-out.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use nylas_emulator::{EmulatorConfig, Faults, MessageChange, MessageSpec};
+use nylas_sync::grants::GrantStatus;
+use nylas_sync::jobs::{JobKind, ReconcileJob};
+use nylas_sync::reconcile::RunOutcome;
+use nylas_sync::scheduler::{Scheduler, SchedulerSettings};
+use support::*;
+
+const SETTLE: Duration = Duration::from_secs(60);
+
+fn options(time_scale: f64, reconciler: Vec<(&'static str, String)>) -> PipelineOptions {
+    PipelineOptions {
+        emulator: EmulatorConfig {
+            time_scale,
+            initial_messages_per_grant: 3,
+            initial_events_per_grant: 2,
+            ..EmulatorConfig::default()
+        },
+        reconciler,
+        ..PipelineOptions::default()
+    }
+}
+
+fn no_sweep() -> Vec<(&'static str, String)> {
+    vec![("DRIFT_SWEEP_EVERY_RUNS", "1000000".into())]
+}
+
+fn id_of(v: &serde_json::Value) -> String {
+    v["id"].as_str().expect("id").to_string()
+}
+
+/// A first reconcile brings in what predates the webhooks (the initial mailbox).
+async fn started(p: &Pipeline) -> String {
+    p.register_grants().await;
+    let g = p.grant();
+    let first = p.reconcile(&g, JobKind::Incremental).await;
+    assert_eq!(first.outcome, RunOutcome::Completed);
+    assert_eq!(
+        first.recovered, 0,
+        "a first sync finds what predates the webhooks: not missed"
+    );
+    assert_eq!(
+        p.diff_against_truth(true).await,
+        Vec::<String>::new(),
+        "after the first reconcile"
+    );
+    g
+}
+
+#[tokio::test]
+async fn a_webhook_outage_is_recovered_by_one_reconcile_and_the_recovered_count_equals_the_drops() {
+    // 120x: Nylas's 10-20 minute retry window passes in seconds.
+    let p = Pipeline::start(options(120.0, no_sweep())).await;
+    let g = started(&p).await;
+
+    p.emulator.set_outage(true);
+    for i in 0..6 {
+        p.emulator.create_message(
+            &g,
+            MessageSpec {
+                subject: Some(format!("during outage {i}")),
+                ..Default::default()
+            },
+        );
+        p.next_second().await;
+    }
+    assert!(
+        p.emulator.wait_for_deliveries_idle(SETTLE).await,
+        "retries never ended"
+    );
+    p.emulator.set_outage(false);
+    let dropped = p.emulator.stats().webhooks.deliveries.dropped_after_retries;
+    assert_eq!(
+        dropped, 6,
+        "every notification of the outage was dropped after its retries"
+    );
+    p.settle(SETTLE).await;
+    let diffs = p.diff_against_truth(true).await;
+    assert_eq!(
+        diffs.len(),
+        6,
+        "the store misses what was dropped: {diffs:#?}"
+    );
+
+    let report = p.reconcile(&g, JobKind::Incremental).await;
+    assert_eq!(report.outcome, RunOutcome::Completed);
+    assert_eq!(report.recovered as u64, dropped);
+    assert_eq!(p.diff_against_truth(true).await, Vec::<String>::new());
+    let grant = p.consumer.grants.get(&g).await.unwrap().unwrap();
+    assert_eq!(grant.last_recovered as u64, dropped);
+    assert_eq!(grant.recovered_total as u64, dropped);
+}
+
+#[tokio::test]
+async fn a_dropped_message_updated_and_a_dropped_message_deleted_are_repaired_by_the_drift_sweep() {
+    // A sweep every third run; a 30 s grace so the test need not wait five (emulated) minutes.
+    let reconciler_env = vec![
+        ("DRIFT_SWEEP_EVERY_RUNS", "3".to_string()),
+        ("MISSED_GRACE_SECONDS", "30".to_string()),
+    ];
+    let p = Pipeline::start(options(60.0, reconciler_env)).await;
+    let g = started(&p).await; // run 1
+    let truth = p.emulator.truth();
+    let messages = &truth.grants[0].messages;
+    let (flagged, deleted) = (id_of(&messages[0]), id_of(&messages[1]));
+
+    p.emulator.set_faults(Faults {
+        drop_probability: 1.0,
+        ..Faults::default()
+    });
+    p.emulator.update_message(
+        &g,
+        &flagged,
+        MessageChange {
+            starred: Some(true),
+            unread: Some(false),
+            folders: Some(vec!["Archive".into()]),
+        },
+    );
+    p.emulator.delete_message(&g, &deleted);
+    assert!(p.emulator.wait_for_deliveries_idle(SETTLE).await);
+    p.emulator.set_faults(Faults::default());
+    p.settle(SETTLE).await;
+    assert_eq!(p.diff_against_truth(false).await.len(), 2);
+
+    // received_after cannot see either change: run 2, without a sweep, leaves them.
+    let incremental = p.reconcile(&g, JobKind::Incremental).await;
+    assert!(!incremental.swept);
+    assert_eq!(p.diff_against_truth(false).await.len(), 2);
+
+    // Past the grace period, run 3 sweeps and repairs both, and counts them as missed.
+    let settled = p.emulator.now() + 31;
+    while p.emulator.now() <= settled {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sweep = p.reconcile(&g, JobKind::Incremental).await;
+    assert!(sweep.swept);
+    assert_eq!(p.diff_against_truth(true).await, Vec::<String>::new());
+    assert_eq!(sweep.recovered, 2);
+    let calls = p.reconciler.nylas.calls.snapshot();
+    assert_eq!(
+        calls.get("messages.get 404"),
+        Some(&1),
+        "the delete was confirmed by a GET: {calls:?}"
+    );
+    assert_eq!(
+        p.consumer
+            .grants
+            .get(&g)
+            .await
+            .unwrap()
+            .unwrap()
+            .runs_since_sweep,
+        0
+    );
+}
+
+#[tokio::test]
+async fn the_sweep_runs_every_n_runs() {
+    let p = Pipeline::start(options(60.0, vec![("DRIFT_SWEEP_EVERY_RUNS", "3".into())])).await;
+    let g = started(&p).await; // run 1
+    assert!(!p.reconcile(&g, JobKind::Incremental).await.swept); // run 2
+    assert!(p.reconcile(&g, JobKind::Incremental).await.swept); // run 3
+    assert!(!p.reconcile(&g, JobKind::Incremental).await.swept);
+}
+
+/// A proxy in front of the emulator that answers 503 to the third page of message listings
+/// while `fail` is set: a real HTTP fault at an exact point of the run.
+#[derive(Clone)]
+struct PageFault {
+    upstream: String,
+    pages_seen: Arc<AtomicUsize>,
+    fail: Arc<std::sync::atomic::AtomicBool>,
+}
+
+async fn proxy(State(f): State<PageFault>, req: Request) -> Response {
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let is_page = req.uri().path().ends_with("/messages") && path_and_query.contains("page_token=");
+    if is_page && f.fail.load(Ordering::SeqCst) {
+        // Page 2 is the first with a page_token: page 3 is the second.
+        if f.pages_seen.fetch_add(1, Ordering::SeqCst) >= 1 {
+            f.pages_seen.fetch_sub(1, Ordering::SeqCst);
+            return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "{}").into_response();
+        }
+    }
+    let auth = req.headers().get("authorization").cloned();
+    let mut upstream = reqwest::Client::new().get(format!("{}{path_and_query}", f.upstream));
+    if let Some(a) = auth {
+        upstream = upstream.header("authorization", a.to_str().unwrap_or_default());
+    }
+    let resp = upstream.send().await.expect("upstream");
+    let status = axum::http::StatusCode::from_u16(resp.status().as_u16()).unwrap();
+    (status, resp.text().await.unwrap_or_default()).into_response()
+}
+
+#[tokio::test]
+async fn a_run_that_fails_on_page_3_of_5_leaves_the_cursor_unchanged_and_the_retry_completes() {
+    let p = Pipeline::start(options(60.0, no_sweep())).await;
+    let g = started(&p).await;
+    let cursor_before = p
+        .consumer
+        .grants
+        .get(&g)
+        .await
+        .unwrap()
+        .unwrap()
+        .messages_received_after;
+    assert!(cursor_before.is_some());
+
+    p.emulator.set_silent(true);
+    for _ in 0..10 {
+        p.emulator.create_message(&g, MessageSpec::default());
+    }
+    let fault = PageFault {
+        upstream: p.emulator.base_url(),
+        pages_seen: Arc::new(AtomicUsize::new(0)),
+        fail: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .fallback(proxy)
+        .with_state(fault.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut reconciler = p.reconciler_via(&uri).await;
+    reconciler.settings.page_size = 3; // 13 messages in the window: 5 pages
+
+    let job = ReconcileJob::new(g.clone(), JobKind::Incremental, None);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let err = reconciler
+        .run(&job, deadline)
+        .await
+        .expect_err("page 3 fails");
+    assert!(err.to_string().contains("unavailable"), "{err}");
+    let grant = p.consumer.grants.get(&g).await.unwrap().unwrap();
+    assert_eq!(
+        grant.messages_received_after, cursor_before,
+        "cursor unchanged"
+    );
+    assert_eq!(grant.lease_until, Some(0), "lease released");
+    assert!(grant
+        .last_reconcile_outcome
+        .unwrap_or_default()
+        .starts_with("failed"));
+    let missing = p.diff_against_truth(false).await.len();
+    assert!(
+        missing > 0 && missing < 10,
+        "pages 1-2 stored, the rest not: {missing} missing"
+    );
+
+    fault.fail.store(false, Ordering::SeqCst);
+    let retry = reconciler
+        .run(&job, deadline)
+        .await
+        .expect("the retry completes");
+    assert_eq!(retry.outcome, RunOutcome::Completed);
+    assert!(retry.pages >= 5);
+    assert_eq!(p.diff_against_truth(true).await, Vec::<String>::new());
+    let cursor_after = p
+        .consumer
+        .grants
+        .get(&g)
+        .await
+        .unwrap()
+        .unwrap()
+        .messages_received_after;
+    assert!(
+        cursor_after > cursor_before,
+        "{cursor_after:?} > {cursor_before:?}"
+    );
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_run_near_its_deadline_checkpoints_and_the_next_job_finishes_the_listing() {
+    let p = Pipeline::start(options(60.0, no_sweep())).await;
+    let g = started(&p).await;
+    let cursor_before = p
+        .consumer
+        .grants
+        .get(&g)
+        .await
+        .unwrap()
+        .unwrap()
+        .messages_received_after;
+    p.emulator.set_silent(true);
+    for _ in 0..6 {
+        p.emulator.create_message(&g, MessageSpec::default());
+    }
+    // No time left at all: checkpoint before the first page, cursor unchanged, job re-enqueued.
+    let job = ReconcileJob::new(g.clone(), JobKind::Incremental, None);
+    let report = p.reconciler.run(&job, Instant::now()).await.unwrap();
+    assert_eq!(report.outcome, RunOutcome::Checkpointed);
+    assert_eq!(
+        p.consumer
+            .grants
+            .get(&g)
+            .await
+            .unwrap()
+            .unwrap()
+            .messages_received_after,
+        cursor_before
+    );
+    let queued = p.aws.drain(&p.reconcile_queue).await;
+    assert_eq!(queued.len(), 1);
+    let next: ReconcileJob = serde_json::from_str(queued[0].body().unwrap()).unwrap();
+    assert_eq!(next.grant_id, g);
+    assert!(next.poll_start.is_some());
+    let done = p
+        .reconciler
+        .run(&next, Instant::now() + Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(done.outcome, RunOutcome::Completed);
+    assert_eq!(
+        p.consumer
+            .grants
+            .get(&g)
+            .await
+            .unwrap()
+            .unwrap()
+            .messages_received_after,
+        next.poll_start
+    );
+    assert_eq!(p.diff_against_truth(true).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn two_concurrent_jobs_for_one_grant_do_not_both_run_and_a_crashed_lease_expires() {
+    let p = Pipeline::start(options(60.0, vec![("LEASE_SECONDS", "120".into())])).await;
+    p.register_grants().await;
+    let g = p.grant();
+    let (a, b) = tokio::join!(
+        p.reconcile(&g, JobKind::Incremental),
+        p.reconcile(&g, JobKind::Incremental)
+    );
+    let mut outcomes = vec![a.outcome, b.outcome];
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(outcomes, vec![RunOutcome::Completed, RunOutcome::Skipped]);
+
+    // A run that crashed holding the lease: others skip until it expires (120 emulated s = 2 s here).
+    let now = p.emulator.now() * 1000;
+    assert!(p
+        .consumer
+        .grants
+        .acquire_lease(&g, "crashed-run", now, 120_000)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        p.reconcile(&g, JobKind::Incremental).await.outcome,
+        RunOutcome::Skipped
+    );
+    let expiry = p.emulator.now() + 121;
+    while p.emulator.now() <= expiry {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        p.reconcile(&g, JobKind::Incremental).await.outcome,
+        RunOutcome::Completed
+    );
+}
+
+#[tokio::test]
+async fn an_idle_grant_costs_exactly_one_list_call_per_resource_per_reconcile() {
+    let p = Pipeline::start(options(60.0, no_sweep())).await;
+    let g = started(&p).await;
+    let before = p.reconciler.nylas.calls.snapshot();
+    let report = p.reconcile(&g, JobKind::Incremental).await;
+    assert_eq!(
+        (report.outcome, report.written, report.recovered),
+        (RunOutcome::Completed, 0, 0)
+    );
+    let after = p.reconciler.nylas.calls.snapshot();
+    let delta: Vec<(String, u64)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, d)| *d > 0)
+        .collect();
+    assert_eq!(
+        delta,
+        vec![
+            ("calendars.list 200".to_string(), 1),
+            ("events.list 200".to_string(), 1),
+            ("messages.list 200".to_string(), 1)
+        ],
+        "one calendar: messages, calendars and its events, one call each"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limited_run_re_enqueues_its_job_after_retry_after_and_leaves_the_cursor() {
+    let p = Pipeline::start(options(60.0, no_sweep())).await;
+    let g = started(&p).await;
+    let cursor_before = p
+        .consumer
+        .grants
+        .get(&g)
+        .await
+        .unwrap()
+        .unwrap()
+        .messages_received_after;
+    p.emulator.set_faults(Faults {
+        api_429_probability: 1.0,
+        retry_after_secs: Some(1),
+        ..Faults::default()
+    });
+    let report = p.reconcile(&g, JobKind::Incremental).await;
+    assert_eq!(report.outcome, RunOutcome::RateLimited);
+    p.emulator.set_faults(Faults::default());
+    assert_eq!(
+        p.consumer
+            .grants
+            .get(&g)
+            .await
+            .unwrap()
+            .unwrap()
+            .messages_received_after,
+        cursor_before
+    );
+    // The re-enqueued job shows up once its delay passes.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let job = loop {
+        if let Some(m) = p.aws.drain(&p.reconcile_queue).await.into_iter().next() {
+            break serde_json::from_str::<ReconcileJob>(m.body().unwrap()).unwrap();
+        }
+        assert!(Instant::now() < deadline, "job not re-enqueued");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(job.grant_id, g);
+}
+
+#[tokio::test]
+async fn the_scheduler_sends_ceil_n_over_10_batches_for_n_due_grants_and_skips_the_rest() {
+    let aws = Aws::connect().await;
+    let grants_table = aws.create_table("grants", false).await;
+    let queue = aws.create_queue("reconcile").await;
+    let grants = nylas_sync::grants::GrantStore {
+        ddb: aws.ddb(),
+        table: grants_table.clone(),
+    };
+    let mut due = HashSet::new();
+    for i in 0..25 {
+        let g = format!("due-{i}");
+        grants
+            .set_status(&g, GrantStatus::Active, 1, &[])
+            .await
+            .unwrap();
+        due.insert(g);
+    }
+    for (i, status) in [
+        GrantStatus::Expired,
+        GrantStatus::Deleted,
+        GrantStatus::Invalid,
+    ]
+    .iter()
+    .enumerate()
+    {
+        grants
+            .set_status(&format!("inactive-{i}"), *status, 1, &[])
+            .await
+            .unwrap();
+    }
+    // Reconciled a minute ago: not due.
+    let now_s = nylas_sync::clock::now_ms() / 1000;
+    grants
+        .set_status(
+            "recent",
+            GrantStatus::Active,
+            1,
+            &[(
+                "last_reconcile_at",
+                aws_sdk_dynamodb::types::AttributeValue::N((now_s - 60).to_string()),
+            )],
+        )
+        .await
+        .unwrap();
+
+    let scheduler = Scheduler {
+        grants,
+        jobs: nylas_sync::jobs::JobQueue {
+            sqs: aws.sqs.clone(),
+            queue_url: queue.clone(),
+        },
+        settings: SchedulerSettings {
+            spread_s: 0,
+            ..SchedulerSettings::default()
+        },
+        clock: Arc::new(nylas_sync::clock::SystemClock),
+    };
+    let out = scheduler.fan_out().await.unwrap();
+    assert_eq!(out.grants, 25);
+    assert_eq!(out.batch_calls, 3, "ceil(25/10)");
+    let jobs: HashSet<String> = aws
+        .drain(&queue)
+        .await
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<ReconcileJob>(m.body().unwrap())
+                .unwrap()
+                .grant_id
+        })
+        .collect();
+    assert_eq!(jobs, due);
+}
