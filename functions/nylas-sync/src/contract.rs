@@ -30,6 +30,7 @@ pub const COMMON: &[Var] = &[
     opt("NYLAS_API_KEY"),
     opt("NYLAS_WEBHOOK_SECRETS"),
     opt("AWS_ENDPOINT_URL"),
+    opt("METRICS_NAMESPACE"),
 ];
 
 pub const INGEST: &[Var] = &[
@@ -39,6 +40,7 @@ pub const INGEST: &[Var] = &[
     opt("MAX_DECOMPRESSED_BYTES"),
     opt("SQS_MAX_MESSAGE_BYTES"),
     opt("ENQUEUE_TIMEOUT_MS"),
+    opt("SECRETS_REFRESH_SECONDS"),
 ];
 
 pub const CONSUMER: &[Var] = &[

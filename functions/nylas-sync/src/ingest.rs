@@ -9,10 +9,12 @@ use lambda_http::http::{header, HeaderMap, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 
 use crate::aws::{self, AwsTimeouts};
-use crate::config::{ConfigError, Env, IngestLimits, Secrets, WebhookSecret};
+use crate::config::{ConfigError, Env, IngestLimits, Secrets};
+use crate::metrics::{names, Emf};
 use crate::notification::{parse_routing, Routing};
 use crate::queue::{NotificationSink, Placement, SqsNotificationSink};
-use crate::signature::{verify_signature, SignatureError};
+use crate::secrets::{self, SecretsManagerSource, Verdict, WebhookSecrets};
+use crate::signature::SignatureError;
 
 /// Longest challenge echoed back, in bytes.
 pub const MAX_CHALLENGE_BYTES: usize = 1024;
@@ -21,7 +23,8 @@ pub const SIGNATURE_HEADER: &str = "x-nylas-signature";
 
 /// Everything the handler needs, built once per cold start.
 pub struct Ingest<S> {
-    pub secrets: Vec<WebhookSecret>,
+    /// Fixed (`vec![...].into()`), or re-read from Secrets Manager as a rotation requires.
+    pub secrets: WebhookSecrets,
     pub limits: IngestLimits,
     pub sink: S,
 }
@@ -34,13 +37,24 @@ impl Ingest<SqsNotificationSink> {
         let bucket = env.required("PAYLOAD_BUCKET")?;
         let limits = IngestLimits::from_env(env)?;
         Secrets::require_webhook_secrets(env)?;
+        let refresh_interval = secrets::refresh_interval(env)?;
         let sdk = aws::sdk_config(AwsTimeouts::INTERACTIVE).await;
-        let secrets = Secrets::load(env, &sdk).await?;
-        if secrets.webhook_secrets.is_empty() {
-            tracing::warn!("no webhook secret configured: challenges are answered, every notification is rejected");
+        let secrets = match env.optional("SECRETS_ARN") {
+            Some(arn) => {
+                let source = SecretsManagerSource {
+                    client: aws_sdk_secretsmanager::Client::new(&sdk),
+                    secret_id: arn,
+                };
+                let initial = secrets::SecretSource::load(&source).await?;
+                WebhookSecrets::refreshing(initial, Box::new(source), refresh_interval)
+            }
+            None => Secrets::from_env(env)?.webhook_secrets.into(),
+        };
+        if secrets.snapshot().webhook_secrets.is_empty() {
+            tracing::warn!("no webhook secret configured: challenges are answered, every notification is rejected until one is stored");
         }
         Ok(Self {
-            secrets: secrets.webhook_secrets,
+            secrets,
             sink: SqsNotificationSink {
                 sqs: aws::sqs_client(&sdk),
                 s3: aws::s3_client(&sdk),
@@ -83,12 +97,18 @@ impl<S: NotificationSink> Ingest<S> {
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let method = req.method().clone();
         let mut routing_log: Option<Routing<'static>> = None;
+        let mut secrets_refreshed = false;
         let outcome = match method {
             Method::GET => self.challenge(&req),
             Method::POST => {
                 let (parts, body) = req.into_parts();
-                self.notification(&parts.headers, body, &mut routing_log)
-                    .await
+                self.notification(
+                    &parts.headers,
+                    body,
+                    &mut routing_log,
+                    &mut secrets_refreshed,
+                )
+                .await
             }
             _ => Outcome::refused(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -97,6 +117,9 @@ impl<S: NotificationSink> Ingest<S> {
             ),
         };
         log(&method, &outcome, routing_log.as_ref());
+        if method == Method::POST {
+            emit_metrics(&outcome, secrets_refreshed);
+        }
         respond(outcome)
     }
 
@@ -124,6 +147,7 @@ impl<S: NotificationSink> Ingest<S> {
         headers: &HeaderMap,
         body: Body,
         routing_log: &mut Option<Routing<'static>>,
+        secrets_refreshed: &mut bool,
     ) -> Outcome {
         let raw: &[u8] = body.as_ref();
         if raw.len() > self.limits.max_body_bytes {
@@ -144,12 +168,27 @@ impl<S: NotificationSink> Ingest<S> {
             }
         };
         let signature = headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes());
-        if let Err(e) = verify_signature(&self.secrets, signature, raw) {
-            let message = match e {
-                SignatureError::Missing => "missing x-nylas-signature",
-                SignatureError::Malformed | SignatureError::Mismatch => "invalid x-nylas-signature",
-            };
-            return Outcome::refused(StatusCode::UNAUTHORIZED, "invalid_signature", message);
+        let verification = self.secrets.verify(signature, raw).await;
+        *secrets_refreshed = verification.refreshed;
+        match verification.verdict {
+            Verdict::Valid => {}
+            Verdict::Invalid(e) => {
+                let message = match e {
+                    SignatureError::Missing => "missing x-nylas-signature",
+                    SignatureError::Malformed | SignatureError::Mismatch => {
+                        "invalid x-nylas-signature"
+                    }
+                };
+                return Outcome::refused(StatusCode::UNAUTHORIZED, "invalid_signature", message);
+            }
+            // Possibly signed with a secret this instance will know in a moment: Nylas retries a 503.
+            Verdict::RotationPending => {
+                return Outcome::refused(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "secret_rotation",
+                    "signature not verified while the webhook secret is being rotated; retry",
+                )
+            }
         }
         // Verified: the bytes are Nylas's. Decompress (bounded) and take ownership as text.
         let text = match (gzip, body) {
@@ -295,6 +334,31 @@ fn log(method: &Method, outcome: &Outcome, routing: Option<&Routing<'_>>) {
             "request"
         ),
     }
+}
+
+/// One EMF line per notification request (the ingest serves one request per invocation).
+fn emit_metrics(outcome: &Outcome, secrets_refreshed: bool) {
+    let mut m = Emf::new("ingest");
+    let (enqueued, via_s3, rejected) = match outcome {
+        Outcome::Queued { placement } => (
+            1,
+            u64::from(matches!(placement, Placement::ClaimCheck(_))),
+            0,
+        ),
+        Outcome::Refused { code, .. } => {
+            m.count_with(names::NOTIFICATIONS_REJECTED, &[("Reason", code)], 1);
+            (0, 0, 1)
+        }
+        Outcome::Challenge(_) => (0, 0, 0),
+    };
+    m.count(names::NOTIFICATIONS_RECEIVED, 1)
+        .count(names::NOTIFICATIONS_ENQUEUED, enqueued)
+        .count(names::ENQUEUED_VIA_S3, via_s3)
+        .count(names::NOTIFICATIONS_REJECTED, rejected);
+    if secrets_refreshed {
+        m.count(names::SECRETS_REFRESHED, 1);
+    }
+    m.flush();
 }
 
 fn respond(outcome: Outcome) -> Response<Body> {

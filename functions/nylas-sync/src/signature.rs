@@ -47,29 +47,37 @@ pub fn verify_signature(
     header: Option<&[u8]>,
     body: &[u8],
 ) -> Result<(), SignatureError> {
+    verify_signature_index(secrets, header, body).map(|_| ())
+}
+
+/// As [`verify_signature`], and says which secret matched (its index in `secrets`; 0 is the
+/// current one), so the ingest can tell when the previous secret is still in use.
+pub fn verify_signature_index(
+    secrets: &[WebhookSecret],
+    header: Option<&[u8]>,
+    body: &[u8],
+) -> Result<usize, SignatureError> {
     let tag = parse_signature_header(header.ok_or(SignatureError::Missing)?)?;
-    let mut macs: Vec<HmacSha256> = secrets
+    let mut macs: Vec<(usize, HmacSha256)> = secrets
         .iter()
-        .filter(|s| !s.expose().is_empty())
-        .filter_map(|s| HmacSha256::new_from_slice(s.expose().as_bytes()).ok())
+        .enumerate()
+        .filter(|(_, s)| !s.expose().is_empty())
+        .filter_map(|(i, s)| Some((i, HmacSha256::new_from_slice(s.expose().as_bytes()).ok()?)))
         .collect();
     if macs.is_empty() {
         return Err(SignatureError::Mismatch);
     }
     for chunk in body.chunks(CHUNK) {
-        for mac in &mut macs {
+        for (_, mac) in &mut macs {
             mac.update(chunk);
         }
     }
     // Check every secret, not only until the first match, so timing does not say which matched.
-    let matched = macs
-        .into_iter()
-        .fold(false, |ok, mac| mac.verify_slice(&tag).is_ok() | ok);
-    if matched {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
+    let matched = macs.into_iter().fold(None, |found, (i, mac)| {
+        let ok = mac.verify_slice(&tag).is_ok();
+        found.or(ok.then_some(i))
+    });
+    matched.ok_or(SignatureError::Mismatch)
 }
 
 /// Lowercase hex HMAC-SHA256 of `body` under `secret`: what Nylas puts in `x-nylas-signature`.
@@ -105,6 +113,21 @@ mod tests {
         let sig = sign("previous", BODY);
         let list = secrets(&["current", "previous"]);
         assert_eq!(verify_signature(&list, Some(sig.as_bytes()), BODY), Ok(()));
+    }
+
+    #[test]
+    fn the_index_says_which_secret_matched() {
+        let list = secrets(&["", "current", "previous"]);
+        let sig = sign("previous", BODY);
+        assert_eq!(
+            verify_signature_index(&list, Some(sig.as_bytes()), BODY),
+            Ok(2)
+        );
+        let sig = sign("current", BODY);
+        assert_eq!(
+            verify_signature_index(&list, Some(sig.as_bytes()), BODY),
+            Ok(1)
+        );
     }
 
     #[test]

@@ -461,7 +461,7 @@ async fn when_sqs_does_not_answer_the_ingest_gives_up_in_time_with_503() {
         .endpoint_url(format!("http://{addr}"))
         .build();
     let ingest = Ingest {
-        secrets: vec![WebhookSecret::new("current-secret")],
+        secrets: vec![WebhookSecret::new("current-secret")].into(),
         limits: IngestLimits {
             enqueue_timeout: Duration::from_millis(300),
             ..IngestLimits::default()

@@ -31,7 +31,8 @@ fn ingest() -> Ingest<Recorder> {
         secrets: vec![
             WebhookSecret::new("current"),
             WebhookSecret::new("previous"),
-        ],
+        ]
+        .into(),
         limits: IngestLimits {
             max_body_bytes: 64 * 1024,
             max_decompressed_bytes: 64 * 1024,
