@@ -4,16 +4,21 @@ PYTHON ?= python3
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: dev serve test lint fmt deps events clean
+.PHONY: dev demo serve test lint fmt deps events clean
 
-## make dev: the main job on a laptop. Starts moto, hosts the real ingest on 127.0.0.1:9000 and
-## runs the demo (signed, gzip, oversized and forged notifications), printing what reached SQS/S3.
+## make dev: the main job on a laptop. Starts moto and the Nylas emulator, runs the real functions
+## for four sync strategies on the same traffic (default scenario: outage) and prints the report
+## (also reports/report.html). Flags pass through: make dev ARGS='--scenario chaos --report-json out.json'
 dev: deps
+	tests/with-moto $(CARGO) run -q -p local-stack -- $(ARGS)
+
+## make demo: the ingest alone on 127.0.0.1:9000, fed signed, gzip, oversized and forged samples.
+demo: deps
 	tests/with-moto $(CARGO) run -q -p local-stack -- --demo $(ARGS)
 
-## make serve: the same host, left running for curl or your own sender (Ctrl-C to stop).
+## make serve: the ingest alone, left running for curl or your own sender (Ctrl-C to stop).
 serve: deps
-	MOTO_PORT=$${MOTO_PORT:-5000} tests/with-moto $(CARGO) run -q -p local-stack -- $(ARGS)
+	MOTO_PORT=$${MOTO_PORT:-5000} tests/with-moto $(CARGO) run -q -p local-stack -- --serve $(ARGS)
 
 ## make test: unit, property, emulator and moto-backed integration tests (moto started for the run).
 test: deps

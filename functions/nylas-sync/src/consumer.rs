@@ -246,6 +246,7 @@ impl Consumer {
                 table: objects_table,
                 bucket,
                 max_inline_object_bytes: crate::store::DEFAULT_MAX_INLINE_OBJECT_BYTES,
+                observer: None,
             },
             GrantStore {
                 ddb,
@@ -589,6 +590,7 @@ impl Consumer {
             version,
             object,
             source,
+            changed_at: Some(newest.time),
         };
         match action {
             Action::Fetch => self.fetch_and_write(&newest).await,
@@ -654,6 +656,7 @@ impl Consumer {
             version,
             object,
             source: Source::Fetch,
+            changed_at: Some(intent.time),
         };
         match fetched {
             Ok(object) => {

@@ -29,6 +29,9 @@ pub struct ReconcileJob {
     /// ...and, once it is done, advances the cursor to this first run's start (Unix s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_start: Option<i64>,
+    /// Run the drift sweep whatever the run count (operator request, end of a test scenario).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force_sweep: bool,
 }
 
 impl ReconcileJob {
@@ -39,6 +42,7 @@ impl ReconcileJob {
             since,
             page_token: None,
             poll_start: None,
+            force_sweep: false,
         }
     }
 }

@@ -195,6 +195,7 @@ impl Reconciler {
                 table: objects_table,
                 bucket,
                 max_inline_object_bytes: crate::store::DEFAULT_MAX_INLINE_OBJECT_BYTES,
+                observer: None,
             },
             GrantStore {
                 ddb,
@@ -471,7 +472,8 @@ impl Reconciler {
         }
 
         // Drift sweep.
-        let due = job.kind == JobKind::CatchUp
+        let due = job.force_sweep
+            || job.kind == JobKind::CatchUp
             || grant.runs_since_sweep + 1 >= self.settings.sweep_every_runs;
         if due
             && deadline.saturating_duration_since(Instant::now()) > self.settings.safety_margin * 2
@@ -531,12 +533,25 @@ impl Reconciler {
                 continue; // a cancelled event the store never had: nothing to hide
             }
             let missed = self.was_missed(existing, object.as_ref(), poll_start);
-            self.write(grant, object_ref, object, version, missed, run)
+            // The change time where the object tells it: events their update, new messages their arrival.
+            let time_of = |k: &str| {
+                object
+                    .as_ref()
+                    .and_then(|o| o.get(k))
+                    .and_then(Value::as_i64)
+            };
+            let changed_at = time_of("updated_at").or(if existing.is_none() {
+                time_of("date")
+            } else {
+                None
+            });
+            self.write(grant, object_ref, object, version, missed, changed_at, run)
                 .await?;
         }
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn write(
         &self,
         grant: &str,
@@ -544,6 +559,7 @@ impl Reconciler {
         object: Option<Value>,
         version: i64,
         missed: bool,
+        changed_at: Option<i64>,
         run: &mut Run,
     ) -> Result<bool, ReconcileError> {
         let state = ObjectState {
@@ -552,6 +568,7 @@ impl Reconciler {
             version,
             object,
             source: Source::Reconcile,
+            changed_at,
         };
         let written = matches!(
             self.objects.put_if_newer(&state, version).await?,
@@ -655,6 +672,7 @@ impl Reconciler {
                                 Some(patched),
                                 self.clock.now_ms(),
                                 true,
+                                None,
                                 run,
                             )
                             .await?;
@@ -670,8 +688,17 @@ impl Reconciler {
             if self.objects.get(grant, &object_ref).await?.is_none() {
                 match self.nylas.get_message(grant, id).await {
                     Ok(m) => {
-                        self.write(grant, object_ref, Some(m), self.clock.now_ms(), true, run)
-                            .await?;
+                        let date = m.get("date").and_then(Value::as_i64);
+                        self.write(
+                            grant,
+                            object_ref,
+                            Some(m),
+                            self.clock.now_ms(),
+                            true,
+                            date,
+                            run,
+                        )
+                        .await?;
                     }
                     Err(NylasError::NotFound) => {}
                     Err(e) => return Err(e.into()),
@@ -749,7 +776,8 @@ impl Reconciler {
         let now = self.clock.now_ms();
         match fetched {
             Err(NylasError::NotFound) => {
-                self.write(grant, object_ref, None, now, true, run).await?;
+                self.write(grant, object_ref, None, now, true, None, run)
+                    .await?;
             }
             // Still there (a listing hiccup): store it if it differs, like any listed object.
             Ok(object) => {

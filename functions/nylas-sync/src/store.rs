@@ -86,6 +86,9 @@ pub struct ObjectState {
     pub version: Version,
     pub object: Option<Value>,
     pub source: Source,
+    /// When the change this state carries happened (Unix s), where known: the notification
+    /// time, or the object's own time. Only reported to the write observer (lag measurement).
+    pub changed_at: Option<i64>,
 }
 
 impl ObjectState {
@@ -171,7 +174,23 @@ pub struct ObjectStore {
     pub table: String,
     pub bucket: String,
     pub max_inline_object_bytes: usize,
+    /// Told of every write that took effect (the local stack measures change-to-store lag with it).
+    pub observer: Option<WriteObserver>,
 }
+
+/// A write that took effect.
+#[derive(Debug, Clone)]
+pub struct WriteEvent {
+    pub grant_id: String,
+    pub sort_key: String,
+    pub source: Source,
+    pub tombstone: bool,
+    pub changed_at: Option<i64>,
+    /// Unix ms, on the writer's clock.
+    pub written_at: i64,
+}
+
+pub type WriteObserver = std::sync::Arc<dyn Fn(&WriteEvent) + Send + Sync>;
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -224,7 +243,19 @@ impl ObjectStore {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(PutOutcome::Written),
+            Ok(_) => {
+                if let Some(observe) = &self.observer {
+                    observe(&WriteEvent {
+                        grant_id: state.grant_id.clone(),
+                        sort_key: state.object_ref.sort_key(),
+                        source: state.source,
+                        tombstone: state.is_tombstone(),
+                        changed_at: state.changed_at,
+                        written_at: now_ms,
+                    });
+                }
+                Ok(PutOutcome::Written)
+            }
             Err(err) => {
                 let returned = err
                     .as_service_error()

@@ -8,6 +8,10 @@
 //!
 //! Used by `make dev` and by the integration tests, so both exercise the same wiring.
 
+pub mod compare;
+pub mod report;
+pub mod scenario;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -68,6 +72,10 @@ async fn host<S: NotificationSink + 'static>(
     };
     Response::from_parts(parts, AxumBody::from(bytes))
 }
+
+/// A batch response carrying this item identifier stands for an invocation that crashed
+/// before answering: the poller deletes nothing, as Lambda's event source mapping would.
+pub const CRASHED: &str = "__invocation_crashed__";
 
 /// What one poll did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +163,13 @@ impl SqsPoller {
             .into_iter()
             .map(|f| f.item_identifier)
             .collect();
+        if failed.contains(CRASHED) {
+            return Ok(PollOutcome {
+                received,
+                succeeded: 0,
+                failed: received,
+            });
+        }
         let entries: Vec<DeleteMessageBatchRequestEntry> = handles
             .iter()
             .filter(|(id, _)| !failed.contains(*id))

@@ -1,0 +1,50 @@
+//! The local stack's scenarios, short: after an endpoint outage, and after chaos (drops,
+//! duplicates, reordering, a 429 storm, 5xx and consumer crashes mid-batch), the nylas-sync
+//! hybrid's store equals the emulator's truth once traffic stops and its final reconcile ran.
+
+use local_stack::scenario::{run, ScenarioConfig, ScenarioName};
+
+async fn short(scenario: ScenarioName) -> local_stack::report::Report {
+    support::endpoint();
+    let mut config = ScenarioConfig::new(scenario);
+    config.grants = 3;
+    config.traffic_seconds = 25;
+    config.events_per_minute = 1.0;
+    run(config).await.expect("scenario runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_an_outage_the_hybrid_converges_and_webhooks_alone_do_not() {
+    let report = short(ScenarioName::Outage).await;
+    let hybrid = report.hybrid().expect("hybrid row");
+    assert!(
+        report.converged(),
+        "{}\n{:?}",
+        report.table(),
+        hybrid.differences
+    );
+    assert!(
+        report.webhooks_dropped > 0,
+        "the outage dropped notifications:\n{}",
+        report.table()
+    );
+    let webhooks_only = &report.strategies[0];
+    assert!(
+        webhooks_only.missing + webhooks_only.stale + webhooks_only.resurrected > 0,
+        "webhooks alone cannot recover what was dropped:\n{}",
+        report.table()
+    );
+    assert!(hybrid.recovered_by_reconcile > 0, "{}", report.table());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_chaos_the_hybrid_converges() {
+    let report = short(ScenarioName::Chaos).await;
+    assert!(
+        report.converged(),
+        "{}\n{:?}",
+        report.table(),
+        report.hybrid().map(|h| &h.differences)
+    );
+    assert!(report.consumer_crashes > 0, "{}", report.table());
+}

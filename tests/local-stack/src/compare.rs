@@ -1,0 +1,97 @@
+//! Compares a store with the emulator's ground truth: what is missing, stale (present with a
+//! different state), or resurrected (deleted in Nylas, live in the store).
+
+use std::collections::HashMap;
+
+use nylas_emulator::Truth;
+use nylas_sync::store::{ObjectRef, ObjectStore, StoreError, StoredObject};
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Completeness {
+    pub missing: Vec<String>,
+    pub stale: Vec<String>,
+    pub resurrected: Vec<String>,
+}
+
+impl Completeness {
+    pub fn is_exact(&self) -> bool {
+        self.missing.is_empty() && self.stale.is_empty() && self.resurrected.is_empty()
+    }
+
+    /// One line per difference.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        out.extend(self.missing.iter().map(|k| format!("missing {k}")));
+        out.extend(self.stale.iter().map(|k| format!("stale {k}")));
+        out.extend(self.resurrected.iter().map(|k| format!("resurrected {k}")));
+        out
+    }
+}
+
+/// Compares messages (and events, if `events`) of every grant in `truth` with the store.
+/// Cancelled events count as deleted. Calendars are not compared (they change rarely and the
+/// store keeps them only once listed).
+pub async fn compare(
+    store: &ObjectStore,
+    truth: &Truth,
+    events: bool,
+) -> Result<Completeness, StoreError> {
+    let mut result = Completeness::default();
+    for g in &truth.grants {
+        let grant = &g.grant_id;
+        let stored: HashMap<String, StoredObject> = store
+            .list_grant(grant)
+            .await?
+            .into_iter()
+            .map(|o| (o.sort_key.clone(), o))
+            .collect();
+        let mut expect: Vec<(ObjectRef, Option<&Value>)> = Vec::new();
+        for m in &g.messages {
+            expect.push((ObjectRef::Message { id: text(m, "id") }, Some(m)));
+        }
+        for id in &g.deleted_message_ids {
+            expect.push((ObjectRef::Message { id: id.clone() }, None));
+        }
+        if events {
+            for e in &g.events {
+                let r = ObjectRef::Event {
+                    calendar_id: text(e, "calendar_id"),
+                    id: text(e, "id"),
+                };
+                let cancelled = e.get("status").and_then(Value::as_str) == Some("cancelled");
+                expect.push((r, if cancelled { None } else { Some(e) }));
+            }
+            for d in &g.deleted_events {
+                expect.push((
+                    ObjectRef::Event {
+                        calendar_id: d.calendar_id.clone(),
+                        id: d.id.clone(),
+                    },
+                    None,
+                ));
+            }
+        }
+        for (r, want) in expect {
+            let key = format!("{grant} {}", r.sort_key());
+            let got = stored.get(&r.sort_key());
+            match (want, got) {
+                (Some(want), Some(got)) if !got.deleted && got.object.as_ref() == Some(want) => {}
+                (Some(_), None) => result.missing.push(key),
+                (Some(_), Some(got)) if got.deleted => result.missing.push(key),
+                (Some(_), Some(_)) => result.stale.push(key),
+                (None, Some(got)) if !got.deleted => result.resurrected.push(key),
+                (None, _) => {}
+            }
+        }
+    }
+    Ok(result)
+}
+
+fn text(v: &Value, k: &str) -> String {
+    v.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}

@@ -1,0 +1,195 @@
+//! The scenario report: a table for the terminal, JSON for machines, and a self-contained HTML
+//! page with bar charts (inline SVG, no scripts). Every figure is measured in the run.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StrategyReport {
+    pub strategy: String,
+    /// Change-to-store lag, emulated seconds: store write time minus the change's time, over every
+    /// write whose change time is known (notification time; message arrival; event update).
+    pub lag_p50_s: Option<f64>,
+    pub lag_p99_s: Option<f64>,
+    pub lag_samples: usize,
+    pub nylas_calls: u64,
+    pub calls_per_grant_day: f64,
+    /// Conditional PutItem calls (effective writes plus those refused as stale).
+    pub dynamodb_writes: u64,
+    /// Objects reconciliation had to create or repair (the missed-webhook signal).
+    pub recovered_by_reconcile: i64,
+    pub missing: usize,
+    pub stale: usize,
+    pub resurrected: usize,
+    /// The first differences, for a look.
+    pub differences: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub grants: usize,
+    pub time_scale: f64,
+    pub emulated_minutes: f64,
+    pub real_seconds: f64,
+    pub notifications: u64,
+    pub webhooks_dropped: u64,
+    pub consumer_crashes: u64,
+    pub strategies: Vec<StrategyReport>,
+}
+
+impl Report {
+    /// The nylas-sync hybrid's row.
+    pub fn hybrid(&self) -> Option<&StrategyReport> {
+        self.strategies
+            .iter()
+            .find(|s| s.strategy == "nylas-sync hybrid")
+    }
+
+    /// Whether the nylas-sync hybrid's store equals the truth.
+    pub fn converged(&self) -> bool {
+        self.hybrid()
+            .is_some_and(|h| h.missing == 0 && h.stale == 0 && h.resurrected == 0)
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "scenario {}: {} grants, {:.0} emulated minutes in {:.0} s (time scale {}x), {} notifications, {} dropped after retries, {} consumer crashes\n\n",
+            self.scenario, self.grants, self.emulated_minutes, self.real_seconds, self.time_scale, self.notifications, self.webhooks_dropped, self.consumer_crashes
+        );
+        out.push_str(&format!(
+            "{:<28} {:>10} {:>10} {:>12} {:>15} {:>10} {:>10} {:>8} {:>6} {:>12}\n",
+            "strategy",
+            "lag p50",
+            "lag p99",
+            "Nylas calls",
+            "calls/grant-day",
+            "DDB writes",
+            "recovered",
+            "missing",
+            "stale",
+            "resurrected"
+        ));
+        for s in &self.strategies {
+            out.push_str(&format!(
+                "{:<28} {:>10} {:>10} {:>12} {:>15.0} {:>10} {:>10} {:>8} {:>6} {:>12}\n",
+                s.strategy,
+                secs(s.lag_p50_s),
+                secs(s.lag_p99_s),
+                s.nylas_calls,
+                s.calls_per_grant_day,
+                s.dynamodb_writes,
+                s.recovered_by_reconcile,
+                s.missing,
+                s.stale,
+                s.resurrected
+            ));
+        }
+        out.push_str(
+            "\nlag in emulated time; calls per grant-day = calls / grants / emulated days.\n",
+        );
+        out
+    }
+
+    pub fn html(&self) -> String {
+        let charts = [
+            (
+                "Change-to-store lag p50 (emulated s)",
+                self.strategies
+                    .iter()
+                    .map(|s| s.lag_p50_s.unwrap_or(0.0))
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                "Change-to-store lag p99 (emulated s)",
+                self.strategies
+                    .iter()
+                    .map(|s| s.lag_p99_s.unwrap_or(0.0))
+                    .collect(),
+            ),
+            (
+                "Nylas API calls per grant-day",
+                self.strategies
+                    .iter()
+                    .map(|s| s.calls_per_grant_day)
+                    .collect(),
+            ),
+            (
+                "DynamoDB writes",
+                self.strategies
+                    .iter()
+                    .map(|s| s.dynamodb_writes as f64)
+                    .collect(),
+            ),
+            (
+                "Differences from the truth (missing + stale + resurrected)",
+                self.strategies
+                    .iter()
+                    .map(|s| (s.missing + s.stale + s.resurrected) as f64)
+                    .collect(),
+            ),
+        ];
+        let names: Vec<&str> = self
+            .strategies
+            .iter()
+            .map(|s| s.strategy.as_str())
+            .collect();
+        let mut body = String::new();
+        for (title, values) in charts {
+            body.push_str(&bar_chart(title, &names, &values));
+        }
+        format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>nylas-sync: {scenario}</title>\
+             <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:60em}}pre{{background:#f4f4f4;padding:1em;overflow:auto}}\
+             h2{{font-size:1.05em;margin-top:1.6em}}</style></head><body>\
+             <h1>nylas-sync local run: scenario {scenario}</h1><pre>{table}</pre>{body}</body></html>\n",
+            scenario = escape(&self.scenario),
+            table = escape(&self.table()),
+        )
+    }
+}
+
+fn secs(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(s) if s >= 60.0 => format!("{:.1} min", s / 60.0),
+        Some(s) => format!("{s:.1} s"),
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn bar_chart(title: &str, names: &[&str], values: &[f64]) -> String {
+    let max = values.iter().copied().fold(0.0_f64, f64::max).max(1e-9);
+    let (label_w, bar_w, row_h) = (220.0, 420.0, 28.0);
+    let height = row_h * names.len() as f64 + 10.0;
+    let mut svg = format!(
+        "<h2>{}</h2><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" role=\"img\">",
+        escape(title),
+        label_w + bar_w + 120.0
+    );
+    for (i, (name, v)) in names.iter().zip(values).enumerate() {
+        let y = i as f64 * row_h + 5.0;
+        let w = (v / max * bar_w).max(1.0);
+        let color = if name.starts_with("nylas-sync") {
+            "#2b7a4b"
+        } else {
+            "#7a8ca3"
+        };
+        svg.push_str(&format!(
+            "<text x=\"0\" y=\"{}\" font-size=\"13\">{}</text><rect x=\"{label_w}\" y=\"{y}\" width=\"{w:.1}\" height=\"{}\" fill=\"{color}\"/>\
+             <text x=\"{}\" y=\"{}\" font-size=\"12\">{}</text>",
+            y + 17.0,
+            escape(name),
+            row_h - 8.0,
+            label_w + w + 6.0,
+            y + 16.0,
+            if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.1}") }
+        ));
+    }
+    svg.push_str("</svg>");
+    svg
+}

@@ -1,0 +1,716 @@
+//! The local pipeline and its scenarios: one emulated Nylas, and four sync strategies side by
+//! side on the same simulated traffic, each with its own queues, tables and functions (the real
+//! handlers), so the report compares them on equal terms:
+//!
+//! - **webhooks only**: ingest → consumer, never a poll;
+//! - **polling only**: the reconciler every 5 emulated minutes (`received_after`, as the cookbook
+//!   polls), no webhooks;
+//! - **seed hybrid**: the cookbook's hybrid, fetching every notified object (`FETCH_POLICY=always`)
+//!   plus a `received_after` poll every 30 emulated minutes;
+//! - **nylas-sync hybrid**: full objects from webhooks, fetch only when needed, the scheduled
+//!   reconcile with cursors and overlap, and a drift sweep.
+//!
+//! Every strategy starts from the same synced state (one reconcile before traffic). When traffic
+//! stops, every strategy gets its final poll (the nylas-sync hybrid's with its drift sweep), and
+//! each store is compared with the emulator's truth.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use nylas_emulator::{Emulator, EmulatorConfig, FaultWindow, Faults};
+use nylas_sync::aws::{self, AwsTimeouts};
+use nylas_sync::clock::Clock;
+use nylas_sync::consumer::{Consumer, ConsumerCounters};
+use nylas_sync::grants::GrantStatus;
+use nylas_sync::ingest::Ingest;
+use nylas_sync::jobs::{JobKind, ReconcileJob};
+use nylas_sync::reconcile::Reconciler;
+use nylas_sync::scheduler::{Scheduler, SchedulerSettings};
+use nylas_sync::store::WriteEvent;
+
+use crate::compare::{compare, Completeness};
+use crate::report::{Report, StrategyReport};
+use crate::SqsPoller;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScenarioName {
+    /// Light traffic, no faults.
+    Smoke,
+    /// Traffic with a 20-minute (emulated) endpoint outage in the middle.
+    Outage,
+    /// Drops, duplicates, reordering, a 429 storm, 5xx and consumer crashes mid-batch.
+    Chaos,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScenarioConfig {
+    pub scenario: ScenarioName,
+    pub grants: usize,
+    /// Emulated seconds per real second.
+    pub time_scale: f64,
+    /// Real seconds of traffic.
+    pub traffic_seconds: u64,
+    /// Changes per emulated minute per grant.
+    pub events_per_minute: f64,
+    pub seed: u64,
+    /// Print a progress line while running.
+    pub progress: bool,
+}
+
+impl ScenarioConfig {
+    pub fn new(scenario: ScenarioName) -> Self {
+        Self {
+            scenario,
+            grants: 5,
+            time_scale: 60.0,
+            traffic_seconds: if scenario == ScenarioName::Smoke {
+                40
+            } else {
+                90
+            },
+            events_per_minute: 0.6,
+            seed: 42,
+            progress: false,
+        }
+    }
+}
+
+/// The emulator's clock, for functions running against it.
+struct EmulatorClock(Emulator);
+
+impl Clock for EmulatorClock {
+    fn now_ms(&self) -> i64 {
+        self.0.now() * 1000
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    WebhooksOnly,
+    PollingOnly,
+    SeedHybrid,
+    Hybrid,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::WebhooksOnly => "webhooks only",
+            Kind::PollingOnly => "polling only (5 min)",
+            Kind::SeedHybrid => "seed hybrid (fetch + poll)",
+            Kind::Hybrid => "nylas-sync hybrid",
+        }
+    }
+    fn webhooks(self) -> bool {
+        self != Kind::PollingOnly
+    }
+    /// Emulated seconds between scheduled reconciles, if any.
+    fn poll_interval(self) -> Option<i64> {
+        match self {
+            Kind::WebhooksOnly => None,
+            Kind::PollingOnly => Some(300),
+            Kind::SeedHybrid | Kind::Hybrid => Some(1800),
+        }
+    }
+}
+
+struct Strategy {
+    kind: Kind,
+    consumer: Option<Arc<Consumer>>,
+    reconciler: Arc<Reconciler>,
+    scheduler: Option<Arc<Scheduler>>,
+    notifications: Option<SqsPoller>,
+    reconcile: SqsPoller,
+    writes: Arc<Mutex<Vec<WriteEvent>>>,
+    ingest_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// Names the resources of one strategy (created in the AWS emulator).
+struct Resources {
+    notifications_queue: String,
+    reconcile_queue: String,
+    objects_table: String,
+    grants_table: String,
+    bucket: String,
+}
+
+async fn create_resources(
+    sdk: &aws_config::SdkConfig,
+    prefix: &str,
+) -> Result<Resources, Box<dyn std::error::Error>> {
+    let sqs = aws::sqs_client(sdk);
+    let s3 = aws::s3_client(sdk);
+    let ddb = aws_sdk_dynamodb::Client::new(sdk);
+    let mut queues = Vec::new();
+    for name in ["notifications", "reconcile"] {
+        let dlq = sqs
+            .create_queue()
+            .queue_name(format!("{prefix}-{name}-dlq"))
+            .send()
+            .await?
+            .queue_url
+            .unwrap_or_default();
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&dlq)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await?
+            .attributes
+            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+            .unwrap_or_default();
+        let url = sqs
+            .create_queue()
+            .queue_name(format!("{prefix}-{name}"))
+            .attributes(QueueAttributeName::VisibilityTimeout, "5")
+            .attributes(
+                QueueAttributeName::RedrivePolicy,
+                serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": 10}).to_string(),
+            )
+            .send()
+            .await?
+            .queue_url
+            .unwrap_or_default();
+        queues.push(url);
+    }
+    let mut tables = Vec::new();
+    for (name, sorted) in [("objects", true), ("grants", false)] {
+        let table = format!("{prefix}-{name}");
+        let mut req = ddb
+            .create_table()
+            .table_name(&table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("grant_id")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("grant_id")
+                    .key_type(KeyType::Hash)
+                    .build()?,
+            );
+        if sorted {
+            req = req
+                .attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name("sk")
+                        .attribute_type(ScalarAttributeType::S)
+                        .build()?,
+                )
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name("sk")
+                        .key_type(KeyType::Range)
+                        .build()?,
+                );
+        }
+        req.send().await?;
+        tables.push(table);
+    }
+    let bucket = format!("{prefix}-payloads");
+    s3.create_bucket().bucket(&bucket).send().await?;
+    Ok(Resources {
+        notifications_queue: queues[0].clone(),
+        reconcile_queue: queues[1].clone(),
+        objects_table: tables[0].clone(),
+        grants_table: tables[1].clone(),
+        bucket,
+    })
+}
+
+/// Runs a scenario to the end and reports. Needs `AWS_ENDPOINT_URL` pointing at moto.
+pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let sdk = aws::sdk_config(AwsTimeouts::BACKGROUND).await;
+    let scale = config.time_scale;
+    let emulator = Emulator::start(EmulatorConfig {
+        seed: config.seed,
+        grants: config.grants,
+        events_per_minute: 0.0,
+        time_scale: scale,
+        initial_messages_per_grant: 8,
+        initial_events_per_grant: 3,
+        ..EmulatorConfig::default()
+    })
+    .await?;
+    let run_id = format!("ns{}", emulator.now() % 1_000_000);
+    let sqs = aws::sqs_client(&sdk);
+    let http = reqwest::Client::new();
+
+    // Four strategies, each with its own resources and functions.
+    let mut strategies = Vec::new();
+    for kind in [
+        Kind::WebhooksOnly,
+        Kind::PollingOnly,
+        Kind::SeedHybrid,
+        Kind::Hybrid,
+    ] {
+        let prefix = format!("{run_id}-{}", strategies.len());
+        let r = create_resources(&sdk, &prefix).await?;
+        let mut env: HashMap<&str, String> = HashMap::from([
+            ("OBJECTS_TABLE", r.objects_table.clone()),
+            ("GRANTS_TABLE", r.grants_table.clone()),
+            ("PAYLOAD_BUCKET", r.bucket.clone()),
+            ("RECONCILE_QUEUE_URL", r.reconcile_queue.clone()),
+            ("NYLAS_API_URI", emulator.base_url()),
+            ("NYLAS_API_KEY", emulator.api_key().to_string()),
+            ("MISSED_GRACE_SECONDS", "300".to_string()),
+            // The cookbook's poll and the nylas-sync hybrid's scheduled runs: the sweep only
+            // where this project adds it (its final run, below).
+            ("DRIFT_SWEEP_EVERY_RUNS", "1000000".to_string()),
+        ]);
+        if kind == Kind::SeedHybrid {
+            env.insert("FETCH_POLICY", "always".into());
+        }
+        if kind == Kind::PollingOnly || kind == Kind::SeedHybrid {
+            // The cookbook polls received_after the last sync, with no overlap.
+            env.insert("RECONCILE_OVERLAP_SECONDS", "0".into());
+        }
+        let env_ref: HashMap<&str, &str> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let writes: Arc<Mutex<Vec<WriteEvent>>> = Arc::default();
+        let observer: nylas_sync::store::WriteObserver = {
+            let writes = Arc::clone(&writes);
+            Arc::new(move |w: &WriteEvent| {
+                if let Ok(mut v) = writes.lock() {
+                    v.push(w.clone());
+                }
+            })
+        };
+        let clock: Arc<dyn Clock> = Arc::new(EmulatorClock(emulator.clone()));
+        let mut reconciler = Reconciler::from_env(&env_ref).await?;
+        reconciler.clock = Arc::clone(&clock);
+        reconciler.objects.observer = Some(Arc::clone(&observer));
+        let consumer = if kind.webhooks() {
+            let mut c = Consumer::from_env(&env_ref).await?;
+            c.clock = Arc::clone(&clock);
+            c.objects.observer = Some(Arc::clone(&observer));
+            Some(Arc::new(c))
+        } else {
+            None
+        };
+        let scheduler = kind.poll_interval().map(|interval| {
+            Arc::new(Scheduler {
+                grants: reconciler.grants.clone(),
+                jobs: reconciler.jobs.clone(),
+                settings: SchedulerSettings {
+                    interval_s: interval,
+                    // DelaySeconds is real time: spread over a sixth of the interval, scaled.
+                    spread_s: ((interval as f64 / 6.0) / scale).round() as i32,
+                    ..SchedulerSettings::default()
+                },
+                clock: Arc::clone(&clock),
+            })
+        });
+        let mut ingest_task = None;
+        if kind.webhooks() {
+            ingest_task = Some(register_webhook(&emulator, &http, &r, &prefix).await?);
+        }
+        let notifications = if kind.webhooks() {
+            Some(SqsPoller::new(sqs.clone(), &r.notifications_queue).await?)
+        } else {
+            None
+        };
+        let reconcile = SqsPoller::new(sqs.clone(), &r.reconcile_queue).await?;
+        for g in emulator.grant_ids() {
+            reconciler
+                .grants
+                .set_status(&g, GrantStatus::Active, 1, &[])
+                .await?;
+        }
+        strategies.push(Strategy {
+            kind,
+            consumer,
+            reconciler: Arc::new(reconciler),
+            scheduler,
+            notifications,
+            reconcile,
+            writes,
+            ingest_task,
+        });
+    }
+
+    // The same starting point: one reconcile per grant, then forget those writes.
+    for s in &strategies {
+        for g in emulator.grant_ids() {
+            s.reconciler
+                .run(&ReconcileJob::new(g, JobKind::Incremental, None), far())
+                .await?;
+        }
+        s.writes.lock().map(|mut w| w.clear()).ok();
+    }
+    let calls_before: Vec<u64> = strategies
+        .iter()
+        .map(|s| s.reconciler.nylas.calls.total())
+        .collect();
+
+    // Traffic, with the scenario's faults.
+    let stop = Arc::new(AtomicBool::new(false));
+    let crashes = Arc::new(AtomicU64::new(0));
+    let crash_every = if config.scenario == ScenarioName::Chaos {
+        7
+    } else {
+        0
+    };
+    let mut workers = Vec::new();
+    for s in &strategies {
+        if let (Some(poller), Some(consumer)) = (s.notifications.clone(), s.consumer.clone()) {
+            let stop = Arc::clone(&stop);
+            let crashes = Arc::clone(&crashes);
+            workers.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let consumer = Arc::clone(&consumer);
+                    let crash = crash_every > 0 && n % crash_every == 0;
+                    let crashes = Arc::clone(&crashes);
+                    let _ = poller
+                        .poll_once(1, |event| async move {
+                            let response = consumer.handle(event).await;
+                            if crash {
+                                // The function died after its writes, before answering: the
+                                // whole batch comes back after the visibility timeout.
+                                crashes.fetch_add(1, Ordering::Relaxed);
+                                return crash_response(response);
+                            }
+                            response
+                        })
+                        .await;
+                }
+            }));
+        }
+        {
+            let poller = s.reconcile.clone();
+            let reconciler = Arc::clone(&s.reconciler);
+            let stop = Arc::clone(&stop);
+            workers.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let reconciler = Arc::clone(&reconciler);
+                    let _ = poller
+                        .poll_once(
+                            1,
+                            |event| async move { reconciler.handle(event, far()).await },
+                        )
+                        .await;
+                }
+            }));
+        }
+        if let Some(scheduler) = s.scheduler.clone() {
+            let stop = Arc::clone(&stop);
+            let interval =
+                Duration::from_secs_f64(s.kind.poll_interval().unwrap_or(1800) as f64 / scale);
+            workers.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(interval);
+                tick.tick().await; // the first tick is now: the initial reconcile just ran
+                while !stop.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    let _ = scheduler.fan_out().await;
+                }
+            }));
+        }
+    }
+
+    let t0 = emulator.now();
+    let mut faults = Faults::default();
+    match config.scenario {
+        ScenarioName::Smoke => {}
+        ScenarioName::Outage => {
+            let length = Duration::from_secs(1200);
+            let from = t0 + (config.traffic_seconds as f64 * scale * 0.3) as i64;
+            faults.outages.push(FaultWindow::starting_at(from, length));
+        }
+        ScenarioName::Chaos => {
+            faults.drop_probability = 0.05;
+            faults.duplicate_probability = 0.05;
+            faults.max_delay = Duration::from_secs(120);
+            faults.api_5xx_probability = 0.02;
+            let from = t0 + (config.traffic_seconds as f64 * scale * 0.5) as i64;
+            faults
+                .api_429_windows
+                .push(FaultWindow::starting_at(from, Duration::from_secs(300)));
+            faults.retry_after_secs = Some(2);
+            faults.outages.push(FaultWindow::starting_at(
+                t0 + (config.traffic_seconds as f64 * scale * 0.2) as i64,
+                Duration::from_secs(900),
+            ));
+        }
+    }
+    emulator.set_faults(faults);
+    for g in emulator.grant_ids() {
+        emulator.set_events_per_minute(&g, config.events_per_minute);
+    }
+    emulator.resume_activity();
+    let traffic_end = Instant::now() + Duration::from_secs(config.traffic_seconds);
+    while Instant::now() < traffic_end {
+        if config.progress {
+            progress(&emulator, &strategies, "traffic", started, &crashes, t0);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    emulator.pause_activity();
+    emulator.set_faults(Faults::default());
+
+    // Let deliveries (retries included) finish and the queues drain.
+    let drain_deadline = Instant::now() + Duration::from_secs(120);
+    while !emulator
+        .wait_for_deliveries_idle(Duration::from_millis(500))
+        .await
+        && Instant::now() < drain_deadline
+    {
+        if config.progress {
+            progress(
+                &emulator,
+                &strategies,
+                "webhook retries",
+                started,
+                &crashes,
+                t0,
+            );
+        }
+    }
+    loop {
+        let mut busy = false;
+        for s in &strategies {
+            if let Some(p) = &s.notifications {
+                busy |= depth(&sqs, &p.queue_url).await > 0;
+            }
+        }
+        if !busy || Instant::now() > drain_deadline {
+            break;
+        }
+        if config.progress {
+            progress(&emulator, &strategies, "draining", started, &crashes, t0);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
+    }
+
+    // The final poll of every strategy that polls; the nylas-sync hybrid's sweeps.
+    for s in &strategies {
+        if s.kind.poll_interval().is_none() {
+            continue;
+        }
+        for g in emulator.grant_ids() {
+            let mut job = ReconcileJob::new(g, JobKind::Incremental, None);
+            job.force_sweep = s.kind == Kind::Hybrid;
+            s.reconciler.run(&job, far()).await?;
+        }
+    }
+    if config.progress {
+        eprintln!();
+    }
+
+    // Measure.
+    let truth = emulator.truth();
+    let emulated_days = ((emulator.now() - t0).max(1) as f64) / 86_400.0;
+    let mut report = Report {
+        scenario: format!("{:?}", config.scenario).to_lowercase(),
+        grants: config.grants,
+        time_scale: scale,
+        emulated_minutes: (emulator.now() - t0) as f64 / 60.0,
+        real_seconds: started.elapsed().as_secs_f64(),
+        notifications: emulator.stats().webhooks.notifications,
+        webhooks_dropped: emulator.stats().webhooks.deliveries.dropped_after_retries,
+        consumer_crashes: crashes.load(Ordering::Relaxed),
+        strategies: Vec::new(),
+    };
+    for (i, s) in strategies.iter().enumerate() {
+        let completeness: Completeness = compare(&s.reconciler.objects, &truth, true).await?;
+        let writes = s.writes.lock().map(|w| w.clone()).unwrap_or_default();
+        let mut lags: Vec<f64> = writes
+            .iter()
+            .filter_map(|w| {
+                w.changed_at
+                    .map(|c| (w.written_at as f64 / 1000.0 - c as f64).max(0.0))
+            })
+            .collect();
+        lags.sort_by(f64::total_cmp);
+        let (consumer_calls, stale) = match &s.consumer {
+            Some(c) => (
+                c.nylas.calls.total(),
+                ConsumerCounters::get(&c.counters.stale),
+            ),
+            None => (0, 0),
+        };
+        let calls = consumer_calls + s.reconciler.nylas.calls.total() - calls_before[i];
+        report.strategies.push(StrategyReport {
+            strategy: s.kind.label().to_string(),
+            lag_p50_s: percentile(&lags, 0.50),
+            lag_p99_s: percentile(&lags, 0.99),
+            lag_samples: lags.len(),
+            nylas_calls: calls,
+            calls_per_grant_day: calls as f64 / config.grants as f64 / emulated_days,
+            dynamodb_writes: writes.len() as u64 + stale,
+            recovered_by_reconcile: grants_recovered(&s.reconciler, &emulator).await,
+            missing: completeness.missing.len(),
+            stale: completeness.stale.len(),
+            resurrected: completeness.resurrected.len(),
+            differences: completeness.lines().into_iter().take(20).collect(),
+        });
+    }
+    for s in &strategies {
+        if let Some(t) = &s.ingest_task {
+            t.abort();
+        }
+    }
+    emulator.shutdown().await;
+    Ok(report)
+}
+
+/// The crash of a consumer invocation: no answer, so the poller deletes nothing.
+fn crash_response(
+    response: aws_lambda_events::event::sqs::SqsBatchResponse,
+) -> aws_lambda_events::event::sqs::SqsBatchResponse {
+    let mut r = response;
+    r.batch_item_failures.clear();
+    let mut f = aws_lambda_events::event::sqs::BatchItemFailure::default();
+    f.item_identifier = crate::CRASHED.to_string();
+    r.batch_item_failures.push(f);
+    r
+}
+
+async fn grants_recovered(reconciler: &Reconciler, emulator: &Emulator) -> i64 {
+    let mut total = 0;
+    for g in emulator.grant_ids() {
+        if let Ok(Some(grant)) = reconciler.grants.get(&g).await {
+            total += grant.recovered_total;
+        }
+    }
+    total
+}
+
+/// Starts the ingest for a strategy and registers it at Nylas through `POST /v3/webhooks`, which
+/// runs the challenge against it. The secret only exists once registered, so the ingest that
+/// answered the challenge is replaced by one holding it, as a deploy after registration would.
+async fn register_webhook(
+    emulator: &Emulator,
+    http: &reqwest::Client,
+    r: &Resources,
+    prefix: &str,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, Box<dyn std::error::Error>> {
+    let env = |secrets: &str| -> HashMap<&'static str, String> {
+        HashMap::from([
+            ("NOTIFICATIONS_QUEUE_URL", r.notifications_queue.clone()),
+            ("PAYLOAD_BUCKET", r.bucket.clone()),
+            ("NYLAS_WEBHOOK_SECRETS", secrets.to_string()),
+        ])
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let url = format!("http://{addr}/webhooks/nylas");
+    let first = env("");
+    let first: HashMap<&str, &str> = first.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let answering = tokio::spawn(crate::serve_ingest(
+        Arc::new(Ingest::from_env(&first).await?),
+        listener,
+    ));
+    let created: serde_json::Value = http
+        .post(format!("{}/v3/webhooks", emulator.base_url()))
+        .bearer_auth(emulator.api_key())
+        .json(&serde_json::json!({
+            "trigger_types": ["message.created", "message.updated", "message.deleted", "event.created",
+                "event.updated", "event.deleted", "calendar.created", "calendar.updated", "calendar.deleted",
+                "grant.created", "grant.updated", "grant.deleted", "grant.expired"],
+            "webhook_url": url,
+            "description": prefix,
+        }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let secret = created["data"]["webhook_secret"]
+        .as_str()
+        .ok_or("no webhook_secret in the answer")?
+        .to_string();
+    answering.abort();
+    let _ = answering.await;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let second = env(&secret);
+    let second: HashMap<&str, &str> = second.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Ok(tokio::spawn(crate::serve_ingest(
+        Arc::new(Ingest::from_env(&second).await?),
+        listener,
+    )))
+}
+
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(600)
+}
+
+fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    Some(sorted[i.min(sorted.len() - 1)])
+}
+
+async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
+    let Ok(out) = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+    else {
+        return 1;
+    };
+    out.attributes
+        .unwrap_or_default()
+        .values()
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum()
+}
+
+fn progress(
+    emulator: &Emulator,
+    strategies: &[Strategy],
+    phase: &str,
+    started: Instant,
+    crashes: &AtomicU64,
+    t0: i64,
+) {
+    let stats = emulator.stats();
+    let writes: Vec<String> = strategies
+        .iter()
+        .map(|s| {
+            format!(
+                "{}={}",
+                short(s.kind),
+                s.writes.lock().map(|w| w.len()).unwrap_or(0)
+            )
+        })
+        .collect();
+    eprint!(
+        "\r[{:>5.1}s] {phase:<16} emulated +{:>4} min  notifications {:>5}  delivered {:>5}  dropped {:>4}  crashes {:>3}  writes {}   ",
+        started.elapsed().as_secs_f64(),
+        (emulator.now() - t0) / 60,
+        stats.webhooks.notifications,
+        stats.webhooks.deliveries.delivered,
+        stats.webhooks.deliveries.dropped_after_retries,
+        crashes.load(Ordering::Relaxed),
+        writes.join(" ")
+    );
+}
+
+fn short(kind: Kind) -> &'static str {
+    match kind {
+        Kind::WebhooksOnly => "webhooks",
+        Kind::PollingOnly => "polling",
+        Kind::SeedHybrid => "seed",
+        Kind::Hybrid => "hybrid",
+    }
+}
