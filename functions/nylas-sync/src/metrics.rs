@@ -428,10 +428,19 @@ pub async fn capture<F: Future>(fut: F) -> (F::Output, Vec<String>) {
         .await
 }
 
+/// One metric of an EMF line, as [`validate_line`] read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedMetric {
+    pub name: String,
+    /// The dimension keys of the directive that lists it (`Function` first).
+    pub dimensions: Vec<String>,
+    pub values: Vec<f64>,
+}
+
 /// Checks that `line` is a valid EMF document: `_aws.Timestamp` in Unix milliseconds, a
 /// namespace, every dimension a string member, every metric a number (or up to 100 numbers)
-/// member. Returns the metric values by name (each as a list), or what is wrong.
-pub fn validate_line(line: &str) -> Result<Vec<(String, Vec<String>, Vec<f64>)>, String> {
+/// member. Returns every metric of every directive, or what is wrong.
+pub fn validate_line(line: &str) -> Result<Vec<ParsedMetric>, String> {
     let doc: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let root = doc.as_object().ok_or("not a JSON object")?;
     let aws = root
@@ -501,7 +510,11 @@ pub fn validate_line(line: &str) -> Result<Vec<(String, Vec<String>, Vec<f64>)>,
                     .collect::<Result<_, _>>()?,
                 _ => return Err(format!("metric {name} has no numeric member")),
             };
-            out.push((name.to_string(), dims_of_directive.clone(), values));
+            out.push(ParsedMetric {
+                name: name.to_string(),
+                dimensions: dims_of_directive.clone(),
+                values,
+            });
         }
     }
     Ok(out)
@@ -589,9 +602,9 @@ mod tests {
         let lines = m.lines();
         assert_eq!(lines.len(), 1, "{lines:?}");
         let metrics = validate_line(&lines[0]).unwrap();
-        assert!(metrics.iter().any(|(n, d, v)| n == "NotificationsRejected"
-            && d == &["Function", "Reason"]
-            && v == &[1.0]));
+        assert!(metrics.iter().any(|m| m.name == "NotificationsRejected"
+            && m.dimensions == ["Function", "Reason"]
+            && m.values == [1.0]));
         assert_eq!(parse(&lines[0])["Reason"], "invalid_signature");
     }
 
@@ -623,14 +636,14 @@ mod tests {
         assert_eq!(lines.len(), 3, "{lines:?}");
         let mut calls = Vec::new();
         for l in &lines {
-            for (name, dims, values) in validate_line(l).unwrap() {
-                if name == "NylasCalls" {
+            for m in validate_line(l).unwrap() {
+                if m.name == "NylasCalls" {
                     let doc = parse(l);
-                    assert_eq!(dims, ["Function", "Endpoint", "Status"]);
+                    assert_eq!(m.dimensions, ["Function", "Endpoint", "Status"]);
                     calls.push((
                         doc["Endpoint"].as_str().unwrap().to_string(),
                         doc["Status"].as_str().unwrap().to_string(),
-                        values[0],
+                        m.values[0],
                     ));
                 }
             }
@@ -663,10 +676,10 @@ mod tests {
         assert_eq!(lines.len(), 3);
         let mut all = Vec::new();
         for l in &lines {
-            for (name, _, values) in validate_line(l).unwrap() {
-                if name == names::CHANGE_TO_STORE_LAG {
-                    assert!(values.len() <= MAX_VALUES_PER_METRIC);
-                    all.extend(values);
+            for m in validate_line(l).unwrap() {
+                if m.name == names::CHANGE_TO_STORE_LAG {
+                    assert!(m.values.len() <= MAX_VALUES_PER_METRIC);
+                    all.extend(m.values);
                 }
             }
         }

@@ -1,0 +1,385 @@
+//! `status`: how fresh each grant is, from the grants table (and the objects table for one grant).
+//! Attributes the reconciler has not written yet (a grant never reconciled) show as absent.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_dynamodb::types::{AttributeValue, Select};
+use serde_json::{json, Value};
+
+use crate::time::{format_age, format_utc, now};
+use crate::{require, Aws, Settings};
+
+type Item = HashMap<String, AttributeValue>;
+
+fn text(item: &Item, k: &str) -> Option<String> {
+    item.get(k).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn num(item: &Item, k: &str) -> Option<i64> {
+    item.get(k)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse::<f64>().ok())
+        .map(|n| n as i64)
+}
+
+/// What the status shows of one grant.
+struct GrantView {
+    grant_id: String,
+    status: String,
+    provider: Option<String>,
+    /// Unix s.
+    status_changed_at: Option<i64>,
+    messages_cursor: Option<i64>,
+    events_cursors: BTreeMap<String, i64>,
+    last_webhook_at: Option<i64>,
+    last_reconcile_at: Option<i64>,
+    last_reconcile_outcome: Option<String>,
+    last_recovered: Option<i64>,
+    recovered_total: Option<i64>,
+    lease_owner: Option<String>,
+    /// Unix ms.
+    lease_until: Option<i64>,
+}
+
+impl GrantView {
+    fn of(item: &Item) -> Option<Self> {
+        let events_cursors = match item.get("events_updated_after") {
+            Some(AttributeValue::M(m)) => m
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_n().ok()?.parse().ok()?)))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        Some(Self {
+            grant_id: text(item, "grant_id")?,
+            status: text(item, "status").unwrap_or_else(|| "unknown".into()),
+            provider: text(item, "provider"),
+            status_changed_at: num(item, "status_changed_at").map(|ms| ms / 1000),
+            messages_cursor: num(item, "messages_received_after"),
+            events_cursors,
+            last_webhook_at: num(item, "last_webhook_at"),
+            last_reconcile_at: num(item, "last_reconcile_at"),
+            last_reconcile_outcome: text(item, "last_reconcile_outcome"),
+            last_recovered: num(item, "last_recovered"),
+            recovered_total: num(item, "recovered_total"),
+            lease_owner: text(item, "lease_owner"),
+            lease_until: num(item, "lease_until"),
+        })
+    }
+
+    /// Age of the oldest cursor (messages or any calendar), in seconds.
+    fn cursor_age(&self, now: i64) -> Option<i64> {
+        self.messages_cursor
+            .into_iter()
+            .chain(self.events_cursors.values().copied())
+            .min()
+            .map(|c| now - c)
+    }
+
+    fn to_json(&self, now: i64) -> Value {
+        let lease_held = self.lease_until.is_some_and(|u| u > now * 1000);
+        json!({
+            "grant_id": self.grant_id,
+            "status": self.status,
+            "provider": self.provider,
+            "status_changed_at": self.status_changed_at,
+            "messages_cursor": self.messages_cursor,
+            "events_cursors": self.events_cursors,
+            "cursor_age_seconds": self.cursor_age(now),
+            "last_webhook_at": self.last_webhook_at,
+            "last_reconcile_at": self.last_reconcile_at,
+            "last_reconcile_outcome": self.last_reconcile_outcome,
+            "last_recovered": self.last_recovered,
+            "recovered_total": self.recovered_total,
+            "lease": if lease_held { json!({"owner": self.lease_owner, "until_ms": self.lease_until}) } else { Value::Null },
+        })
+    }
+}
+
+fn when(t: Option<i64>, now: i64) -> String {
+    match t {
+        Some(t) => format!("{} ({} ago)", format_utc(t), format_age(now - t)),
+        None => "never".into(),
+    }
+}
+
+async fn count(
+    aws: &Aws,
+    table: &str,
+    grant: &str,
+    prefix: &str,
+    deleted_only: bool,
+) -> Result<i64, String> {
+    let mut total = 0i64;
+    let mut start: Option<Item> = None;
+    loop {
+        let mut q = aws
+            .ddb
+            .query()
+            .table_name(table)
+            .key_condition_expression("grant_id = :g AND begins_with(sk, :p)")
+            .expression_attribute_values(":g", AttributeValue::S(grant.into()))
+            .expression_attribute_values(":p", AttributeValue::S(prefix.into()))
+            .select(Select::Count)
+            .set_exclusive_start_key(start);
+        if deleted_only {
+            q = q
+                .filter_expression("deleted = :t")
+                .expression_attribute_values(":t", AttributeValue::Bool(true));
+        }
+        let out = q.send().await.map_err(|e| {
+            format!(
+                "could not query {table}: {}",
+                aws_sdk_dynamodb::error::DisplayErrorContext(e)
+            )
+        })?;
+        total += i64::from(out.count);
+        start = out.last_evaluated_key.filter(|k| !k.is_empty());
+        if start.is_none() {
+            return Ok(total);
+        }
+    }
+}
+
+async fn one(settings: &Settings, aws: &Aws, grant: &str, as_json: bool) -> Result<(), String> {
+    let table = require(&settings.grants_table, "grants-table", "GRANTS_TABLE")?;
+    let out = aws
+        .ddb
+        .get_item()
+        .table_name(table)
+        .key("grant_id", AttributeValue::S(grant.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "could not read {table}: {}",
+                aws_sdk_dynamodb::error::DisplayErrorContext(e)
+            )
+        })?;
+    let view = out
+        .item
+        .as_ref()
+        .and_then(GrantView::of)
+        .ok_or_else(|| format!("grant {grant} is not in {table}"))?;
+    let now = now();
+    let mut objects = None;
+    if let Some(objects_table) = settings.objects_table.as_deref().filter(|t| !t.is_empty()) {
+        let mut counts = serde_json::Map::new();
+        for (kind, prefix) in [
+            ("messages", "message#"),
+            ("events", "event#"),
+            ("calendars", "calendar#"),
+            ("folders", "folder#"),
+        ] {
+            let all = count(aws, objects_table, grant, prefix, false).await?;
+            let deleted = count(aws, objects_table, grant, prefix, true).await?;
+            counts.insert(
+                kind.into(),
+                json!({"stored": all - deleted, "tombstones": deleted}),
+            );
+        }
+        objects = Some(Value::Object(counts));
+    }
+    if as_json {
+        let mut v = view.to_json(now);
+        v["objects"] = objects.unwrap_or(Value::Null);
+        println!("{v}");
+        return Ok(());
+    }
+    println!("grant            {}", view.grant_id);
+    println!(
+        "status           {}{}{}",
+        view.status,
+        view.provider
+            .as_deref()
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default(),
+        view.status_changed_at
+            .map(|t| format!(", since {}", format_utc(t)))
+            .unwrap_or_default()
+    );
+    println!(
+        "messages cursor  {}",
+        match view.messages_cursor {
+            Some(c) => format!("{} ({} old)", format_utc(c), format_age(now - c)),
+            None => "none yet (not reconciled)".into(),
+        }
+    );
+    if !view.events_cursors.is_empty() {
+        let oldest = view.events_cursors.values().min().copied().unwrap_or(now);
+        println!(
+            "events cursors   {} calendars, oldest {} old",
+            view.events_cursors.len(),
+            format_age(now - oldest)
+        );
+    }
+    println!("last webhook     {}", when(view.last_webhook_at, now));
+    println!(
+        "last reconcile   {}{}",
+        when(view.last_reconcile_at, now),
+        view.last_reconcile_outcome
+            .as_deref()
+            .map(|o| format!(": {o}"))
+            .unwrap_or_default()
+    );
+    println!(
+        "recovered        {} in the last run, {} in total (changes webhooks missed)",
+        view.last_recovered.unwrap_or(0),
+        view.recovered_total.unwrap_or(0)
+    );
+    if let Some(until) = view.lease_until.filter(|u| *u > now * 1000) {
+        println!(
+            "lease            held by {} for {}",
+            view.lease_owner.as_deref().unwrap_or("?"),
+            format_age(until / 1000 - now)
+        );
+    }
+    if let Some(Value::Object(counts)) = objects {
+        let parts: Vec<String> = counts
+            .iter()
+            .map(|(k, v)| format!("{k} {} (+{} tombstones)", v["stored"], v["tombstones"]))
+            .collect();
+        println!("objects          {}", parts.join(", "));
+    }
+    Ok(())
+}
+
+async fn summary(settings: &Settings, aws: &Aws, as_json: bool, top: usize) -> Result<(), String> {
+    let table = require(&settings.grants_table, "grants-table", "GRANTS_TABLE")?;
+    let spinner = indicatif::ProgressBar::new_spinner();
+    let mut views = Vec::new();
+    let mut start: Option<Item> = None;
+    loop {
+        let out = aws
+            .ddb
+            .scan()
+            .table_name(table)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "could not scan {table}: {}",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                )
+            })?;
+        views.extend(out.items().iter().filter_map(GrantView::of));
+        spinner.set_message(format!("scanning {table}: {} grants", views.len()));
+        spinner.tick();
+        start = out.last_evaluated_key.filter(|k| !k.is_empty());
+        if start.is_none() {
+            break;
+        }
+    }
+    spinner.finish_and_clear();
+    let now = now();
+    let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
+    let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut never, mut recovered_total, mut last_recovered, mut with_recovered) = (0, 0, 0, 0);
+    for v in &views {
+        *by_status.entry(v.status.clone()).or_default() += 1;
+        if v.status != "active" {
+            continue;
+        }
+        match &v.last_reconcile_outcome {
+            Some(o) => *outcomes.entry(o.clone()).or_default() += 1,
+            None => never += 1,
+        }
+        recovered_total += v.recovered_total.unwrap_or(0);
+        last_recovered += v.last_recovered.unwrap_or(0);
+        if v.recovered_total.unwrap_or(0) > 0 {
+            with_recovered += 1;
+        }
+    }
+    // Stalest first: never reconciled, then the oldest cursor.
+    let mut active: Vec<&GrantView> = views.iter().filter(|v| v.status == "active").collect();
+    active.sort_by_key(|v| {
+        (
+            v.cursor_age(now).map(|a| -a).unwrap_or(i64::MIN),
+            v.grant_id.clone(),
+        )
+    });
+    let stalest: Vec<&GrantView> = active.iter().take(top).copied().collect();
+    let oldest_cursor = active.iter().filter_map(|v| v.cursor_age(now)).max();
+    if as_json {
+        let v = json!({
+            "grants": views.len(),
+            "by_status": by_status,
+            "active_never_reconciled": never,
+            "last_outcomes": outcomes,
+            "recovered_total": recovered_total,
+            "recovered_last_runs": last_recovered,
+            "grants_with_recovered": with_recovered,
+            "oldest_cursor_age_seconds": oldest_cursor,
+            "stalest": stalest.iter().map(|g| g.to_json(now)).collect::<Vec<_>>(),
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    let statuses: Vec<String> = by_status.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!("grants           {} ({})", views.len(), statuses.join(", "));
+    let outcome_list: Vec<String> = outcomes.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!(
+        "last reconcile   {}{}",
+        if outcome_list.is_empty() {
+            "none yet".to_string()
+        } else {
+            outcome_list.join(", ")
+        },
+        if never > 0 {
+            format!("; never reconciled {never}")
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "recovered        {recovered_total} in total across {with_recovered} grants, {last_recovered} in the last runs (changes webhooks missed)"
+    );
+    println!(
+        "oldest cursor    {}",
+        oldest_cursor
+            .map(format_age)
+            .unwrap_or_else(|| "none".into())
+    );
+    if !stalest.is_empty() {
+        println!();
+        println!(
+            "{:<40} {:<8} {:>12} {:>16} {:<12} {:>10}",
+            "GRANT", "STATUS", "CURSOR AGE", "LAST RECONCILE", "OUTCOME", "RECOVERED"
+        );
+        for g in stalest {
+            println!(
+                "{:<40} {:<8} {:>12} {:>16} {:<12} {:>10}",
+                g.grant_id,
+                g.status,
+                g.cursor_age(now)
+                    .map(format_age)
+                    .unwrap_or_else(|| "-".into()),
+                g.last_reconcile_at
+                    .map(|t| format!("{} ago", format_age(now - t)))
+                    .unwrap_or_else(|| "never".into()),
+                g.last_reconcile_outcome.as_deref().unwrap_or("-"),
+                format!(
+                    "{}/{}",
+                    g.last_recovered.unwrap_or(0),
+                    g.recovered_total.unwrap_or(0)
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn run(
+    settings: &Settings,
+    aws: &Aws,
+    grant: Option<&str>,
+    as_json: bool,
+    top: usize,
+) -> Result<(), String> {
+    match grant {
+        Some(g) => one(settings, aws, g, as_json).await,
+        None => summary(settings, aws, as_json, top).await,
+    }
+}
