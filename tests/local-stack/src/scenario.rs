@@ -242,7 +242,14 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
         ..EmulatorConfig::default()
     })
     .await?;
-    let run_id = format!("ns{}", emulator.now() % 1_000_000);
+    // Unique per run, so runs can share one moto (the tests run two at once).
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let run_id = format!(
+        "ns{}-{}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed),
+        emulator.now() % 100_000
+    );
     let sqs = aws::sqs_client(&sdk);
     let http = reqwest::Client::new();
 
