@@ -227,6 +227,28 @@ impl NylasClient {
         self.get_one("calendars.get", url).await
     }
 
+    /// Every grant of the application (`GET /v3/grants`, offset pagination).
+    pub async fn list_grants(&self) -> Result<Vec<Value>, NylasError> {
+        #[derive(Deserialize)]
+        struct Grants {
+            #[serde(default)]
+            data: Vec<Value>,
+        }
+        let (mut all, limit) = (Vec::new(), 200usize);
+        loop {
+            let (l, o) = (limit.to_string(), all.len().to_string());
+            let url = self.url(&["v3", "grants"], &[("limit", l.as_str()), ("offset", o.as_str())])?;
+            let body = self.get("grants.list", url).await?;
+            let page: Grants = serde_json::from_slice(&body)
+                .map_err(|e| NylasError::Rejected(format!("unexpected answer: {}", crate::json_error_summary(&e))))?;
+            let n = page.data.len();
+            all.extend(page.data);
+            if n < limit {
+                return Ok(all);
+            }
+        }
+    }
+
     /// One page of a listing (`resource` = `messages`, `events` or `calendars`).
     pub async fn list(
         &self,

@@ -48,3 +48,29 @@ async fn after_chaos_the_hybrid_converges() {
     );
     assert!(report.consumer_crashes > 0, "{}", report.table());
 }
+
+#[tokio::test]
+async fn the_real_account_mode_syncs_every_grant_of_an_application_by_reconciliation() {
+    support::endpoint();
+    // The emulator stands in for api.us.nylas.com: the runner only sees its URL and key.
+    let emulator = nylas_emulator::Emulator::start(nylas_emulator::EmulatorConfig {
+        grants: 2,
+        ..Default::default()
+    })
+    .await
+    .expect("emulator");
+    let store = local_stack::scenario::run_real(
+        &emulator.base_url(),
+        emulator.api_key(),
+        30,
+        std::time::Duration::from_millis(10),
+        Some(1),
+    )
+    .await
+    .expect("real mode runs");
+    let result = local_stack::compare::compare(&store, &emulator.truth(), true)
+        .await
+        .expect("compare");
+    assert!(result.is_exact(), "{:?}", result.lines());
+    assert_eq!(emulator.truth().grants.len(), 2);
+}

@@ -46,6 +46,14 @@ struct Args {
     /// Only host the ingest on --listen (for curl, cargo lambda or your own sender).
     #[arg(long)]
     serve: bool,
+    /// Sync the real Nylas application of NYLAS_API_KEY (at NYLAS_API_URI) by reconciliation.
+    #[arg(long)]
+    real: bool,
+    /// With --real: days to backfill, and seconds between reconciles.
+    #[arg(long, default_value_t = 7)]
+    backfill_days: u32,
+    #[arg(long, default_value_t = 300)]
+    interval_seconds: u64,
     /// Address of the local webhook endpoint.
     #[arg(long, default_value = "127.0.0.1:9000")]
     listen: SocketAddr,
@@ -81,6 +89,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(
             "AWS_ENDPOINT_URL is not set: run through `make dev`, which starts moto".into(),
         );
+    }
+    if args.real {
+        let key = std::env::var("NYLAS_API_KEY").map_err(|_| "--real needs NYLAS_API_KEY")?;
+        let uri = std::env::var("NYLAS_API_URI")
+            .unwrap_or_else(|_| nylas_sync::config::DEFAULT_NYLAS_API_URI.into());
+        return local_stack::scenario::run_real(
+            &uri,
+            &key,
+            args.backfill_days,
+            std::time::Duration::from_secs(args.interval_seconds),
+            None,
+        )
+        .await
+        .map(|_| ());
     }
     if !args.serve && !args.demo {
         return run_scenario(&args).await;
