@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use aws_sdk_dynamodb::types::{AttributeValue, Select};
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 
 use crate::time::{format_age, format_utc, now};
@@ -103,40 +103,67 @@ fn when(t: Option<i64>, now: i64) -> String {
     }
 }
 
-async fn count(
-    aws: &Aws,
-    table: &str,
-    grant: &str,
-    prefix: &str,
-    deleted_only: bool,
-) -> Result<i64, String> {
-    let mut total = 0i64;
+/// What the objects table holds for one grant: counts by kind, and the last write from a
+/// notification (webhook or the fetch it caused) and from a reconcile. One paginated query that
+/// reads only keys and bookkeeping attributes.
+struct Objects {
+    /// kind → (stored, tombstones)
+    counts: BTreeMap<String, (i64, i64)>,
+    /// Unix ms.
+    last_from_notification: Option<i64>,
+    last_from_reconcile: Option<i64>,
+}
+
+async fn objects_of(aws: &Aws, table: &str, grant: &str) -> Result<Objects, String> {
+    let mut objects = Objects {
+        counts: ["calendar", "event", "folder", "message"]
+            .iter()
+            .map(|k| (k.to_string(), (0, 0)))
+            .collect(),
+        last_from_notification: None,
+        last_from_reconcile: None,
+    };
     let mut start: Option<Item> = None;
     loop {
-        let mut q = aws
+        let out = aws
             .ddb
             .query()
             .table_name(table)
-            .key_condition_expression("grant_id = :g AND begins_with(sk, :p)")
+            .key_condition_expression("grant_id = :g")
             .expression_attribute_values(":g", AttributeValue::S(grant.into()))
-            .expression_attribute_values(":p", AttributeValue::S(prefix.into()))
-            .select(Select::Count)
-            .set_exclusive_start_key(start);
-        if deleted_only {
-            q = q
-                .filter_expression("deleted = :t")
-                .expression_attribute_values(":t", AttributeValue::Bool(true));
+            .projection_expression("sk, deleted, #src, written_at")
+            .expression_attribute_names("#src", "source")
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "could not query {table}: {}",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                )
+            })?;
+        for item in out.items() {
+            let kind = text(item, "sk")
+                .and_then(|sk| sk.split('#').next().map(str::to_string))
+                .unwrap_or_default();
+            let deleted = matches!(item.get("deleted"), Some(AttributeValue::Bool(true)));
+            let entry = objects.counts.entry(kind).or_default();
+            if deleted {
+                entry.1 += 1;
+            } else {
+                entry.0 += 1;
+            }
+            let written = num(item, "written_at");
+            let latest = match text(item, "source").as_deref() {
+                Some("webhook" | "fetch") => &mut objects.last_from_notification,
+                Some("reconcile") => &mut objects.last_from_reconcile,
+                _ => continue,
+            };
+            *latest = (*latest).max(written);
         }
-        let out = q.send().await.map_err(|e| {
-            format!(
-                "could not query {table}: {}",
-                aws_sdk_dynamodb::error::DisplayErrorContext(e)
-            )
-        })?;
-        total += i64::from(out.count);
         start = out.last_evaluated_key.filter(|k| !k.is_empty());
         if start.is_none() {
-            return Ok(total);
+            return Ok(objects);
         }
     }
 }
@@ -163,27 +190,45 @@ async fn one(settings: &Settings, aws: &Aws, grant: &str, as_json: bool) -> Resu
         .and_then(GrantView::of)
         .ok_or_else(|| format!("grant {grant} is not in {table}"))?;
     let now = now();
-    let mut objects = None;
-    if let Some(objects_table) = settings.objects_table.as_deref().filter(|t| !t.is_empty()) {
-        let mut counts = serde_json::Map::new();
-        for (kind, prefix) in [
-            ("messages", "message#"),
-            ("events", "event#"),
-            ("calendars", "calendar#"),
-            ("folders", "folder#"),
-        ] {
-            let all = count(aws, objects_table, grant, prefix, false).await?;
-            let deleted = count(aws, objects_table, grant, prefix, true).await?;
-            counts.insert(
-                kind.into(),
-                json!({"stored": all - deleted, "tombstones": deleted}),
-            );
-        }
-        objects = Some(Value::Object(counts));
-    }
+    let objects = match settings.objects_table.as_deref().filter(|t| !t.is_empty()) {
+        Some(objects_table) => Some(objects_of(aws, objects_table, grant).await?),
+        None => None,
+    };
+    // The last webhook: the grant's own record if a function keeps one, else the newest object
+    // written from a notification.
+    let last_webhook = view.last_webhook_at.or_else(|| {
+        objects
+            .as_ref()
+            .and_then(|o| o.last_from_notification)
+            .map(|ms| ms / 1000)
+    });
     if as_json {
         let mut v = view.to_json(now);
-        v["objects"] = objects.unwrap_or(Value::Null);
+        v["last_webhook_at"] = json!(last_webhook);
+        v["objects"] = match &objects {
+            Some(o) => {
+                let mut counts: serde_json::Map<String, Value> = o
+                    .counts
+                    .iter()
+                    .map(|(k, (stored, tombstones))| {
+                        (
+                            format!("{k}s"),
+                            json!({"stored": stored, "tombstones": tombstones}),
+                        )
+                    })
+                    .collect();
+                counts.insert(
+                    "last_written_from_notification_ms".into(),
+                    json!(o.last_from_notification),
+                );
+                counts.insert(
+                    "last_written_by_reconcile_ms".into(),
+                    json!(o.last_from_reconcile),
+                );
+                Value::Object(counts)
+            }
+            None => Value::Null,
+        };
         println!("{v}");
         return Ok(());
     }
@@ -214,7 +259,14 @@ async fn one(settings: &Settings, aws: &Aws, grant: &str, as_json: bool) -> Resu
             format_age(now - oldest)
         );
     }
-    println!("last webhook     {}", when(view.last_webhook_at, now));
+    println!(
+        "last webhook     {}",
+        match last_webhook {
+            Some(t) => when(Some(t), now),
+            None if objects.is_some() => "none stored".into(),
+            None => "unknown (set OBJECTS_TABLE)".into(),
+        }
+    );
     println!(
         "last reconcile   {}{}",
         when(view.last_reconcile_at, now),
@@ -235,10 +287,11 @@ async fn one(settings: &Settings, aws: &Aws, grant: &str, as_json: bool) -> Resu
             format_age(until / 1000 - now)
         );
     }
-    if let Some(Value::Object(counts)) = objects {
-        let parts: Vec<String> = counts
+    if let Some(o) = &objects {
+        let parts: Vec<String> = o
+            .counts
             .iter()
-            .map(|(k, v)| format!("{k} {} (+{} tombstones)", v["stored"], v["tombstones"]))
+            .map(|(k, (stored, tombstones))| format!("{k}s {stored} (+{tombstones} tombstones)"))
             .collect();
         println!("objects          {}", parts.join(", "));
     }

@@ -457,21 +457,26 @@ async fn status_shows_each_grant_and_a_summary_tolerating_missing_attributes() {
         &[("grant_id", s("g-gone")), ("status", s("expired"))],
     )
     .await;
-    for (sk, deleted) in [
-        ("message#m1", false),
-        ("message#m2", false),
-        ("message#m3", true),
-        ("calendar#c1", false),
+    // Objects as the consumer and the reconciler write them (only the bookkeeping attributes).
+    for (sk, deleted, source, age) in [
+        ("message#m1", false, Some("webhook"), 120),
+        ("message#m2", false, Some("reconcile"), 60),
+        ("message#m3", true, Some("fetch"), 200),
+        ("calendar#c1", false, None, 0),
     ] {
-        aws.ddb()
+        let mut put = aws
+            .ddb()
             .put_item()
             .table_name(&objects)
             .item("grant_id", s("g-synced"))
             .item("sk", s(sk))
-            .item("deleted", AttributeValue::Bool(deleted))
-            .send()
-            .await
-            .unwrap();
+            .item("deleted", AttributeValue::Bool(deleted));
+        if let Some(source) = source {
+            put = put
+                .item("source", s(source))
+                .item("written_at", n((now - age) * 1000));
+        }
+        put.send().await.unwrap();
     }
     let env = [
         ("GRANTS_TABLE", grants.as_str()),
@@ -507,6 +512,12 @@ async fn status_shows_each_grant_and_a_summary_tolerating_missing_attributes() {
         g["objects"]["calendars"],
         json!({"stored": 1, "tombstones": 0})
     );
+    // The last webhook: the newest object written from a notification (webhook or its fetch).
+    assert_eq!(g["last_webhook_at"], now - 120);
+    assert_eq!(
+        g["objects"]["last_written_by_reconcile_ms"],
+        (now - 60) * 1000
+    );
 
     let run = cli(&["status", "g-synced"], &env).await;
     assert!(run.ok);
@@ -523,6 +534,11 @@ async fn status_shows_each_grant_and_a_summary_tolerating_missing_attributes() {
     let run = cli(&["status", "g-new"], &env).await;
     assert!(run.ok);
     assert!(run.stdout.contains("none yet"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("last webhook     none stored"),
+        "{}",
+        run.stdout
+    );
     let run = cli(&["status"], &env).await;
     assert!(run.ok);
     assert!(

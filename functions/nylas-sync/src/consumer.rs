@@ -28,6 +28,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, Env, Secrets, DEFAULT_NYLAS_API_URI};
 use crate::grants::{GrantStatus, GrantStore, StatusChange};
 use crate::jobs::{JobKind, JobQueue, ReconcileJob};
+use crate::metrics::ConsumerBaseline;
 use crate::notification::ObjectKind;
 use crate::nylas::{ClientSettings, NylasClient, NylasError};
 use crate::queue::ClaimCheck;
@@ -138,6 +139,8 @@ pub struct Consumer {
     pub counters: ConsumerCounters,
     queue_urls: Mutex<HashMap<String, String>>,
     unknown_seen: Mutex<HashSet<String>>,
+    /// Change-to-store lag of the writes since the last batch's metrics (seconds).
+    lag_samples: Mutex<Vec<f64>>,
 }
 
 /// Why a record is reported as failed.
@@ -287,11 +290,21 @@ impl Consumer {
             counters: ConsumerCounters::default(),
             queue_urls: Mutex::new(HashMap::new()),
             unknown_seen: Mutex::new(HashSet::new()),
+            lag_samples: Mutex::new(Vec::new()),
         }
     }
 
-    /// Processes one SQS batch; the response lists the records to retry.
+    /// Processes one SQS batch; the response lists the records to retry. Prints the batch's
+    /// metrics (EMF) when done.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let baseline = ConsumerBaseline::take(&self.counters, &self.nylas.calls);
+        let response = self.handle_batch(event).await;
+        let lags = self.lag_samples.lock().map(|mut l| std::mem::take(&mut *l));
+        baseline.emit(&self.counters, &self.nylas.calls, lags.unwrap_or_default());
+        response
+    }
+
+    async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
         let records = event.records;
         ConsumerCounters::add(&self.counters.records, records.len() as u64);
         let mut failures: HashMap<String, Failure> = HashMap::new();
@@ -626,6 +639,12 @@ impl Consumer {
             (PutOutcome::Written, true) => ConsumerCounters::add(&self.counters.tombstoned, 1),
             (PutOutcome::Written, false) => ConsumerCounters::add(&self.counters.written, 1),
             (PutOutcome::Stale(_), _) => ConsumerCounters::add(&self.counters.stale, 1),
+        }
+        if let (PutOutcome::Written, Some(changed)) = (&outcome, state.changed_at) {
+            let lag = (self.clock.now_ms() - changed * 1000).max(0) as f64 / 1000.0;
+            if let Ok(mut l) = self.lag_samples.lock() {
+                l.push(lag);
+            }
         }
         tracing::debug!(
             grant_id = %state.grant_id,

@@ -411,6 +411,71 @@ impl Line {
     }
 }
 
+/// The consumer's counters at the start of a batch, so that its metrics are the batch's own
+/// (the counters run since the cold start; a Lambda instance handles one batch at a time).
+pub(crate) struct ConsumerBaseline {
+    counts: [u64; 7],
+    calls: std::collections::BTreeMap<String, u64>,
+}
+
+impl ConsumerBaseline {
+    fn counts(c: &crate::consumer::ConsumerCounters) -> [u64; 7] {
+        use crate::consumer::ConsumerCounters as C;
+        [
+            C::get(&c.records),
+            C::get(&c.written),
+            C::get(&c.stale),
+            C::get(&c.tombstoned),
+            C::get(&c.fetches_avoided),
+            C::get(&c.unknown),
+            C::get(&c.failed),
+        ]
+    }
+
+    pub(crate) fn take(
+        c: &crate::consumer::ConsumerCounters,
+        calls: &crate::nylas::CallCounter,
+    ) -> Self {
+        Self {
+            counts: Self::counts(c),
+            calls: calls.snapshot(),
+        }
+    }
+
+    /// Prints the batch's metrics: counter deltas, Nylas calls by endpoint and status, lag samples.
+    pub(crate) fn emit(
+        self,
+        c: &crate::consumer::ConsumerCounters,
+        calls: &crate::nylas::CallCounter,
+        lags: Vec<f64>,
+    ) {
+        let now = Self::counts(c);
+        let delta = |i: usize| now[i].saturating_sub(self.counts[i]);
+        let mut m = Emf::new("consumer");
+        m.count(names::RECORDS_PROCESSED, delta(0))
+            .count(names::OBJECTS_WRITTEN, delta(1))
+            .count(names::OBJECTS_STALE, delta(2))
+            .count(names::OBJECTS_TOMBSTONED, delta(3))
+            .count(names::FETCHES_AVOIDED, delta(4))
+            .count(names::UNKNOWN_TYPES, delta(5))
+            .count(names::RECORD_FAILURES, delta(6));
+        for (key, n) in calls.snapshot() {
+            let n = n.saturating_sub(self.calls.get(&key).copied().unwrap_or(0));
+            if let (Some((endpoint, status)), true) = (key.split_once(' '), n > 0) {
+                m.count_with(
+                    names::NYLAS_CALLS,
+                    &[("Endpoint", endpoint), ("Status", status)],
+                    n,
+                );
+            }
+        }
+        for lag in lags {
+            m.sample(names::CHANGE_TO_STORE_LAG, Unit::Seconds, lag);
+        }
+        m.flush();
+    }
+}
+
 tokio::task_local! {
     static CAPTURED: RefCell<Vec<String>>;
 }
