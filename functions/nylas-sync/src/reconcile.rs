@@ -102,6 +102,36 @@ pub enum ReconcileError {
     Queue(#[from] JobQueueError),
 }
 
+/// Metric names the reconciler emits (EMF, namespace `METRICS_NAMESPACE`, dimension `Function`).
+pub mod metric {
+    /// Jobs that ran to the end (cursors advanced).
+    pub const GRANTS_RECONCILED: &str = "GrantsReconciled";
+    /// Jobs skipped: the grant's lease was held, or the grant is not active.
+    pub const RUNS_SKIPPED: &str = "ReconcileRunsSkipped";
+    /// Jobs that failed (retried by SQS; the DLQ after maxReceiveCount).
+    pub const RUNS_FAILED: &str = "ReconcileRunsFailed";
+    /// Jobs continued by a new job (out of time, or Nylas answered 429).
+    pub const RUNS_REQUEUED: &str = "ReconcileRunsRequeued";
+    pub const PAGES: &str = "ReconcilePages";
+    pub const OBJECTS_WRITTEN: &str = "ReconcileObjectsWritten";
+    /// The missed-webhook signal: objects a scheduled run had to create or repair.
+    pub const OBJECTS_RECOVERED: &str = "ObjectsRecovered";
+    /// Per job: seconds between the message cursor and the run's start (how far behind the grant was).
+    pub const CURSOR_LAG: &str = "CursorLagSeconds";
+    pub const NYLAS_CALLS: &str = "NylasCalls";
+    pub const ALL: &[&str] = &[
+        GRANTS_RECONCILED,
+        RUNS_SKIPPED,
+        RUNS_FAILED,
+        RUNS_REQUEUED,
+        PAGES,
+        OBJECTS_WRITTEN,
+        OBJECTS_RECOVERED,
+        CURSOR_LAG,
+        NYLAS_CALLS,
+    ];
+}
+
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {
@@ -117,6 +147,8 @@ pub enum RunOutcome {
 #[derive(Debug, Clone)]
 pub struct RunReport {
     pub grant_id: String,
+    /// Seconds between the message cursor and this run's start, if the grant had a cursor.
+    pub cursor_lag_s: Option<i64>,
     pub outcome: RunOutcome,
     pub recovered: i64,
     pub pages: u64,
@@ -236,6 +268,10 @@ impl Reconciler {
     /// Processes an SQS batch of jobs (one grant each), one after the other.
     pub async fn handle(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
+        let calls_before = self.nylas.calls.snapshot();
+        let mut emf = crate::metrics::Emf::new("reconciler");
+        let (mut completed, mut skipped, mut failed, mut requeued) = (0u64, 0u64, 0u64, 0u64);
+        let (mut pages, mut written, mut recovered) = (0u64, 0u64, 0u64);
         for record in event.records {
             let id = record.message_id.clone().unwrap_or_default();
             let job: ReconcileJob = match serde_json::from_str(
@@ -244,6 +280,7 @@ impl Reconciler {
                 Ok(job) => job,
                 Err(e) => {
                     tracing::error!(message_id = %id, error = %crate::json_error_summary(&e), "not a reconcile job");
+                    failed += 1;
                     let mut f = BatchItemFailure::default();
                     f.item_identifier = id;
                     response.batch_item_failures.push(f);
@@ -251,23 +288,59 @@ impl Reconciler {
                 }
             };
             match self.run(&job, deadline).await {
-                Ok(report) => tracing::info!(
-                    grant_id = %report.grant_id,
-                    outcome = ?report.outcome,
-                    recovered = report.recovered,
-                    pages = report.pages,
-                    written = report.written,
-                    swept = report.swept,
-                    "reconcile"
-                ),
+                Ok(report) => {
+                    tracing::info!(
+                        grant_id = %report.grant_id,
+                        outcome = ?report.outcome,
+                        recovered = report.recovered,
+                        pages = report.pages,
+                        written = report.written,
+                        swept = report.swept,
+                        "reconcile"
+                    );
+                    match report.outcome {
+                        RunOutcome::Completed => completed += 1,
+                        RunOutcome::Skipped => skipped += 1,
+                        RunOutcome::Checkpointed | RunOutcome::RateLimited => requeued += 1,
+                    }
+                    pages += report.pages;
+                    written += report.written;
+                    recovered += report.recovered.max(0) as u64;
+                    if let Some(lag) = report.cursor_lag_s {
+                        emf.sample(
+                            metric::CURSOR_LAG,
+                            crate::metrics::Unit::Seconds,
+                            lag as f64,
+                        );
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(grant_id = %job.grant_id, error = %e, "reconcile failed; the job will be retried");
+                    failed += 1;
                     let mut f = BatchItemFailure::default();
                     f.item_identifier = id;
                     response.batch_item_failures.push(f);
                 }
             }
         }
+        emf.count(metric::GRANTS_RECONCILED, completed)
+            .count(metric::RUNS_SKIPPED, skipped)
+            .count(metric::RUNS_FAILED, failed)
+            .count(metric::RUNS_REQUEUED, requeued)
+            .count(metric::PAGES, pages)
+            .count(metric::OBJECTS_WRITTEN, written)
+            .count(metric::OBJECTS_RECOVERED, recovered);
+        for (key, n) in self.nylas.calls.snapshot() {
+            let n = n.saturating_sub(calls_before.get(&key).copied().unwrap_or(0));
+            if let (Some((endpoint, status)), true) = (key.split_once(' '), n > 0) {
+                emf.count_with(
+                    metric::NYLAS_CALLS,
+                    &[("Endpoint", endpoint), ("Status", status)],
+                    n,
+                );
+            }
+        }
+        emf.flush();
         response
     }
 
@@ -286,6 +359,7 @@ impl Reconciler {
         let now_ms = self.clock.now_ms();
         let mut report = RunReport {
             grant_id: job.grant_id.clone(),
+            cursor_lag_s: None,
             outcome: RunOutcome::Skipped,
             recovered: 0,
             pages: 0,
@@ -302,6 +376,7 @@ impl Reconciler {
         };
         // The poll start is taken before any listing: the cursor moves to it, never past what was listed.
         let poll_start = job.poll_start.unwrap_or(now_ms / 1000);
+        report.cursor_lag_s = grant.messages_received_after.map(|c| poll_start - c);
         let mut run = Run {
             count_missed: job.kind == JobKind::Incremental
                 && grant.messages_received_after.is_some(),

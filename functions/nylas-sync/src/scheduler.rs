@@ -64,6 +64,17 @@ impl SchedulerSettings {
     }
 }
 
+/// Metric names the scheduler emits (EMF, dimension `Function`).
+pub mod metric {
+    /// Reconcile jobs enqueued by one tick.
+    pub const JOBS_SENT: &str = "ReconcileJobsSent";
+    /// `SendMessageBatch` calls made (ceil(jobs / 10)).
+    pub const BATCH_CALLS: &str = "SendMessageBatchCalls";
+    /// Seconds one fan-out took.
+    pub const FAN_OUT_SECONDS: &str = "FanOutSeconds";
+    pub const ALL: &[&str] = &[JOBS_SENT, BATCH_CALLS, FAN_OUT_SECONDS];
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
     #[error("store: {0}")]
@@ -166,6 +177,15 @@ impl Scheduler {
             out.batch_calls += 1;
         }
         out.seconds = started.elapsed().as_secs_f64();
+        let mut emf = crate::metrics::Emf::new("scheduler");
+        emf.count(metric::JOBS_SENT, out.grants)
+            .count(metric::BATCH_CALLS, out.batch_calls)
+            .sample(
+                metric::FAN_OUT_SECONDS,
+                crate::metrics::Unit::Seconds,
+                out.seconds,
+            );
+        emf.flush();
         Ok(out)
     }
 

@@ -517,3 +517,66 @@ async fn the_scheduler_sends_ceil_n_over_10_batches_for_n_due_grants_and_skips_t
         .collect();
     assert_eq!(jobs, due);
 }
+
+#[tokio::test]
+async fn the_reconciler_and_the_scheduler_print_valid_emf_with_their_documented_names() {
+    use nylas_sync::metrics::{capture, validate_line};
+    let p = Pipeline::start(options(60.0, no_sweep())).await;
+    let g = started(&p).await;
+    p.aws
+        .sqs
+        .send_message()
+        .queue_url(&p.reconcile_queue)
+        .message_body(
+            serde_json::to_string(&ReconcileJob::new(g.clone(), JobKind::Incremental, None))
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let poller = local_stack::SqsPoller::new(p.aws.sqs.clone(), &p.reconcile_queue)
+        .await
+        .unwrap();
+    let reconciler = Arc::clone(&p.reconciler);
+    let (_, lines) = capture(async {
+        poller
+            .poll_once(1, |event| async move {
+                reconciler
+                    .handle(event, Instant::now() + Duration::from_secs(600))
+                    .await
+            })
+            .await
+            .unwrap()
+    })
+    .await;
+    let names: HashSet<String> = lines
+        .iter()
+        .flat_map(|l| validate_line(l).expect("valid EMF"))
+        .map(|m| m.name)
+        .collect();
+    for name in nylas_sync::reconcile::metric::ALL {
+        assert!(names.contains(*name), "{name} missing from {lines:?}");
+    }
+
+    let scheduler = Scheduler {
+        grants: p.consumer.grants.clone(),
+        jobs: p.reconciler.jobs.clone(),
+        settings: SchedulerSettings {
+            spread_s: 0,
+            interval_s: 0,
+            ..SchedulerSettings::default()
+        },
+        clock: Arc::new(EmulatorClock(p.emulator.clone())),
+    };
+    p.next_second().await; // strictly after the last reconcile
+    let (out, lines) = capture(scheduler.fan_out()).await;
+    assert_eq!(out.unwrap().grants, 1);
+    let names: HashSet<String> = lines
+        .iter()
+        .flat_map(|l| validate_line(l).expect("valid EMF"))
+        .map(|m| m.name)
+        .collect();
+    for name in nylas_sync::scheduler::metric::ALL {
+        assert!(names.contains(*name), "{name} missing from {lines:?}");
+    }
+}
