@@ -344,6 +344,12 @@ impl Emf {
         if self.is_empty() {
             return;
         }
+        // `METRICS_DISABLED` (any value) silences the lines: the local stack sets it so that the
+        // terminal shows its progress and report, not four functions' metrics.
+        static DISABLED: OnceLock<bool> = OnceLock::new();
+        if *DISABLED.get_or_init(|| std::env::var_os("METRICS_DISABLED").is_some()) {
+            return;
+        }
         let captured = CAPTURED.try_with(|c| c.borrow_mut().extend(self.lines()));
         if captured.is_err() {
             let mut buf = String::new();
