@@ -237,10 +237,17 @@ impl NylasClient {
         let (mut all, limit) = (Vec::new(), 200usize);
         loop {
             let (l, o) = (limit.to_string(), all.len().to_string());
-            let url = self.url(&["v3", "grants"], &[("limit", l.as_str()), ("offset", o.as_str())])?;
+            let url = self.url(
+                &["v3", "grants"],
+                &[("limit", l.as_str()), ("offset", o.as_str())],
+            )?;
             let body = self.get("grants.list", url).await?;
-            let page: Grants = serde_json::from_slice(&body)
-                .map_err(|e| NylasError::Rejected(format!("unexpected answer: {}", crate::json_error_summary(&e))))?;
+            let page: Grants = serde_json::from_slice(&body).map_err(|e| {
+                NylasError::Rejected(format!(
+                    "unexpected answer: {}",
+                    crate::json_error_summary(&e)
+                ))
+            })?;
             let n = page.data.len();
             all.extend(page.data);
             if n < limit {
