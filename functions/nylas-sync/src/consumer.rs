@@ -23,14 +23,14 @@ use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::aws::{self, AwsTimeouts};
+use crate::aws;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{ConfigError, Env, Secrets, DEFAULT_NYLAS_API_URI};
+use crate::config::{ConfigError, Env};
 use crate::grants::{GrantStatus, GrantStore, StatusChange};
 use crate::jobs::{JobKind, JobQueue, ReconcileJob};
 use crate::metrics::ConsumerBaseline;
 use crate::notification::ObjectKind;
-use crate::nylas::{ClientSettings, NylasClient, NylasError};
+use crate::nylas::{NylasClient, NylasError};
 use crate::queue::ClaimCheck;
 use crate::store::{ObjectRef, ObjectState, ObjectStore, PutOutcome, Source, StoreError, Version};
 
@@ -221,45 +221,14 @@ enum Parsed {
 impl Consumer {
     /// Reads the configuration contract and builds the clients once per cold start.
     pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let objects_table = env.required("OBJECTS_TABLE")?;
-        let grants_table = env.required("GRANTS_TABLE")?;
-        let bucket = env.required("PAYLOAD_BUCKET")?;
-        let reconcile_queue = env.required("RECONCILE_QUEUE_URL")?;
-        let api_uri = env
-            .optional("NYLAS_API_URI")
-            .unwrap_or_else(|| DEFAULT_NYLAS_API_URI.into());
         let settings = ConsumerSettings::from_env(env)?;
-        let sdk = aws::sdk_config(AwsTimeouts::BACKGROUND).await;
-        let secrets = Secrets::load(env, &sdk).await?;
-        let api_key = secrets.require_api_key(env)?;
-        let nylas =
-            NylasClient::new(&api_uri, api_key, ClientSettings::default()).map_err(|e| {
-                ConfigError::Invalid {
-                    name: "NYLAS_API_URI",
-                    reason: e.to_string(),
-                }
-            })?;
-        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-        let s3 = aws::s3_client(&sdk);
-        let sqs = aws::sqs_client(&sdk);
+        let b = crate::backend::SyncBackend::from_env(env).await?;
+        let (s3, sqs) = (aws::s3_client(&b.sdk), aws::sqs_client(&b.sdk));
         Ok(Self::new(
-            ObjectStore {
-                ddb: ddb.clone(),
-                s3: s3.clone(),
-                table: objects_table,
-                bucket,
-                max_inline_object_bytes: crate::store::DEFAULT_MAX_INLINE_OBJECT_BYTES,
-                observer: None,
-            },
-            GrantStore {
-                ddb,
-                table: grants_table,
-            },
-            JobQueue {
-                sqs: sqs.clone(),
-                queue_url: reconcile_queue,
-            },
-            nylas,
+            b.objects,
+            b.grants,
+            b.jobs,
+            b.nylas,
             s3,
             sqs,
             settings,

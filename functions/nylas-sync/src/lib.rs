@@ -9,6 +9,7 @@
 
 pub mod apigw;
 pub mod aws;
+pub mod backend;
 pub mod clock;
 pub mod config;
 pub mod consumer;

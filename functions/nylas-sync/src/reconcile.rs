@@ -30,12 +30,11 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use serde_json::Value;
 
-use crate::aws::{self, AwsTimeouts};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{ConfigError, Env, Secrets, DEFAULT_NYLAS_API_URI};
+use crate::config::{ConfigError, Env};
 use crate::grants::{Grant, GrantStore, RunRecord};
 use crate::jobs::{JobKind, JobQueue, JobQueueError, ReconcileJob, MAX_DELAY_SECONDS};
-use crate::nylas::{ClientSettings, NylasClient, NylasError};
+use crate::nylas::{NylasClient, NylasError};
 use crate::store::{
     content_hash, ObjectRef, ObjectState, ObjectStore, PutOutcome, Source, StoreError, Summary,
 };
@@ -200,44 +199,13 @@ enum Progress {
 
 impl Reconciler {
     pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let objects_table = env.required("OBJECTS_TABLE")?;
-        let grants_table = env.required("GRANTS_TABLE")?;
-        let bucket = env.required("PAYLOAD_BUCKET")?;
-        let queue_url = env.required("RECONCILE_QUEUE_URL")?;
-        let api_uri = env
-            .optional("NYLAS_API_URI")
-            .unwrap_or_else(|| DEFAULT_NYLAS_API_URI.into());
         let settings = ReconcileSettings::from_env(env)?;
-        let sdk = aws::sdk_config(AwsTimeouts::BACKGROUND).await;
-        let secrets = Secrets::load(env, &sdk).await?;
-        let nylas = NylasClient::new(
-            &api_uri,
-            secrets.require_api_key(env)?,
-            ClientSettings::default(),
-        )
-        .map_err(|e| ConfigError::Invalid {
-            name: "NYLAS_API_URI",
-            reason: e.to_string(),
-        })?;
-        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        let b = crate::backend::SyncBackend::from_env(env).await?;
         Ok(Self::new(
-            ObjectStore {
-                ddb: ddb.clone(),
-                s3: aws::s3_client(&sdk),
-                table: objects_table,
-                bucket,
-                max_inline_object_bytes: crate::store::DEFAULT_MAX_INLINE_OBJECT_BYTES,
-                observer: None,
-            },
-            GrantStore {
-                ddb,
-                table: grants_table,
-            },
-            JobQueue {
-                sqs: aws::sqs_client(&sdk),
-                queue_url,
-            },
-            nylas,
+            b.objects,
+            b.grants,
+            b.jobs,
+            b.nylas,
             settings,
             Arc::new(SystemClock),
         ))

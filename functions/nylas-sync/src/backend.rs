@@ -1,0 +1,64 @@
+//! What the consumer and the reconciler share, built once per cold start from the same part of
+//! the configuration contract: the objects and grants tables, the reconcile queue, the Nylas
+//! client, and the AWS configuration they came from.
+
+use crate::aws::{self, AwsTimeouts};
+use crate::config::{ConfigError, Env, Secrets, DEFAULT_NYLAS_API_URI};
+use crate::grants::GrantStore;
+use crate::jobs::JobQueue;
+use crate::nylas::{ClientSettings, NylasClient};
+use crate::store::{ObjectStore, DEFAULT_MAX_INLINE_OBJECT_BYTES};
+
+pub struct SyncBackend {
+    pub objects: ObjectStore,
+    pub grants: GrantStore,
+    pub jobs: JobQueue,
+    pub nylas: NylasClient,
+    pub sdk: aws_config::SdkConfig,
+}
+
+impl SyncBackend {
+    /// Reads `OBJECTS_TABLE`, `GRANTS_TABLE`, `PAYLOAD_BUCKET`, `RECONCILE_QUEUE_URL` (each
+    /// required, checked before any network call), `NYLAS_API_URI` and the API key.
+    pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let objects_table = env.required("OBJECTS_TABLE")?;
+        let grants_table = env.required("GRANTS_TABLE")?;
+        let bucket = env.required("PAYLOAD_BUCKET")?;
+        let queue_url = env.required("RECONCILE_QUEUE_URL")?;
+        let api_uri = env
+            .optional("NYLAS_API_URI")
+            .unwrap_or_else(|| DEFAULT_NYLAS_API_URI.into());
+        let sdk = aws::sdk_config(AwsTimeouts::BACKGROUND).await;
+        let secrets = Secrets::load(env, &sdk).await?;
+        let nylas = NylasClient::new(
+            &api_uri,
+            secrets.require_api_key(env)?,
+            ClientSettings::default(),
+        )
+        .map_err(|e| ConfigError::Invalid {
+            name: "NYLAS_API_URI",
+            reason: e.to_string(),
+        })?;
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        Ok(Self {
+            objects: ObjectStore {
+                ddb: ddb.clone(),
+                s3: aws::s3_client(&sdk),
+                table: objects_table,
+                bucket,
+                max_inline_object_bytes: DEFAULT_MAX_INLINE_OBJECT_BYTES,
+                observer: None,
+            },
+            grants: GrantStore {
+                ddb,
+                table: grants_table,
+            },
+            jobs: JobQueue {
+                sqs: aws::sqs_client(&sdk),
+                queue_url,
+            },
+            nylas,
+            sdk,
+        })
+    }
+}
