@@ -4,7 +4,7 @@ PYTHON ?= python3
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: dev demo serve test lint fmt deps events clean
+.PHONY: dev demo serve test check-infra build lint fmt deps deps-infra deps-build events clean
 
 ## make dev: the main job on a laptop. Starts moto and the Nylas emulator, runs the real functions
 ## for four sync strategies on the same traffic (default scenario: outage) and prints the report
@@ -20,9 +20,27 @@ demo: deps
 serve: deps
 	MOTO_PORT=$${MOTO_PORT:-5000} tests/with-moto $(CARGO) run -q -p local-stack -- --serve $(ARGS)
 
-## make test: unit, property, emulator and moto-backed integration tests (moto started for the run).
+## make test: unit, property, emulator and moto-backed integration and scenario tests (moto started
+## for the run), the template checks (cfn-lint, sam validate --lint) and the Lambda build
+## (cargo lambda build --release --arm64; SKIP_LAMBDA_BUILD=1 skips it for a quick local loop).
 test: deps
 	tests/with-moto $(CARGO) test --workspace --locked $(ARGS)
+	$(MAKE) check-infra
+	@if [ -z "$$SKIP_LAMBDA_BUILD" ]; then $(MAKE) build; else echo "SKIP_LAMBDA_BUILD set: arm64 build skipped"; fi
+
+## The template is valid CloudFormation and valid SAM (both linters clean).
+check-infra: deps-infra
+	cfn-lint infra/template.yaml
+	sam validate --lint -t infra/template.yaml --region us-east-1
+
+## make build: the four bootstraps for Lambda (arm64, release), as sam build makes them,
+## checked to exist in target/lambda/<function>/bootstrap.
+build: deps-build
+	cargo lambda build --release --arm64 --locked --bin ingest --bin consumer --bin scheduler --bin reconciler
+	@for f in ingest consumer scheduler reconciler; do \
+	  test -x target/lambda/$$f/bootstrap || { echo "missing target/lambda/$$f/bootstrap"; exit 1; }; \
+	  echo "target/lambda/$$f/bootstrap: $$(stat -c %s target/lambda/$$f/bootstrap) bytes"; \
+	done
 
 ## make lint: formatting and clippy, warnings are errors.
 lint:
@@ -35,6 +53,14 @@ fmt:
 ## Python tools the local stack and tests need (moto, the AWS emulator).
 deps:
 	@$(PYTHON) -c 'import moto.server' 2>/dev/null || $(PYTHON) -m pip install --quiet 'moto[server]>=5.1,<6'
+
+deps-infra:
+	@command -v cfn-lint >/dev/null || $(PYTHON) -m pip install --quiet cfn-lint
+	@command -v sam >/dev/null || $(PYTHON) -m pip install --quiet aws-sam-cli
+
+deps-build:
+	@command -v cargo-lambda >/dev/null || $(PYTHON) -m pip install --quiet cargo-lambda ziglang
+	@rustup target list --installed 2>/dev/null | grep -q aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 
 ## Regenerate the sample API Gateway events (signed with local-dev-secret).
 events:
