@@ -14,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod consumer;
 pub mod contract;
+pub mod enqueue_request;
 pub mod grants;
 pub mod ingest;
 pub mod jobs;

@@ -1,0 +1,119 @@
+//! Ingest CPU per request against the physical floor: a bare SHA-256 over the same bytes, in the
+//! same run. Two body sizes (2 KiB, typical; 1 MiB, the largest message Nylas sends), each with:
+//! - `sha256`: the floor;
+//! - `hmac_verify`, `parse_routing`, `build_requests`: the three steps alone;
+//! - `verify_parse_build`: the three in sequence on an owned body, as the handler runs them
+//!   (the target: at most 2× `sha256`);
+//! - `handler`: the whole `Ingest::handle` on an API Gateway request (headers, logging, EMF
+//!   metrics, response), with a sink that builds the SQS/S3 requests and sends nothing.
+//!
+//! `make bench` reads the medians and writes the ratios into BENCHMARKS.md.
+
+use std::borrow::Cow;
+use std::hint::black_box;
+use std::time::Duration;
+
+use bench::build_only::BuildOnlySink;
+use bench::fixtures::{message_created, signed};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use nylas_sync::apigw::{http_api_event, request_from_event, HttpRequestParts};
+use nylas_sync::config::{IngestLimits, WebhookSecret};
+use nylas_sync::enqueue_request::build;
+use nylas_sync::ingest::Ingest;
+use nylas_sync::notification::{parse_routing, Routing};
+use nylas_sync::signature::verify_signature;
+use sha2::{Digest, Sha256};
+
+const SECRET: &str = "whsec-0123456789abcdef0123456789abcdef";
+
+fn owned(r: Routing<'_>) -> Routing<'static> {
+    Routing {
+        id: Cow::Owned(r.id.into_owned()),
+        trigger: Cow::Owned(r.trigger.into_owned()),
+        time: r.time,
+        grant_id: r.grant_id.map(|g| Cow::Owned(g.into_owned())),
+        object_id: r.object_id.map(|o| Cow::Owned(o.into_owned())),
+    }
+}
+
+fn ingest_benches(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let secrets = vec![WebhookSecret::new(SECRET)];
+    let sink = BuildOnlySink::default();
+    let destination = sink.destination.clone();
+    let ingest = Ingest {
+        secrets: secrets.clone().into(),
+        limits: IngestLimits::default(),
+        sink,
+    };
+    for (label, len) in [("2KiB", 2048usize), ("1MiB", 1 << 20)] {
+        let s = signed(message_created("n-1", "g-1", "m-1", len), SECRET);
+        let raw = s.body.as_bytes().to_vec();
+        let sig = s.signature.as_bytes();
+        let mut group = c.benchmark_group(format!("ingest-{label}"));
+        group.throughput(Throughput::Bytes(len as u64));
+        if len > 100_000 {
+            group
+                .sample_size(50)
+                .measurement_time(Duration::from_secs(6));
+        }
+
+        group.bench_function("sha256", |b| b.iter(|| Sha256::digest(black_box(&raw))));
+        group.bench_function("hmac_verify", |b| {
+            b.iter(|| verify_signature(&secrets, Some(black_box(sig)), black_box(&raw)))
+        });
+        group.bench_function("parse_routing", |b| {
+            b.iter(|| parse_routing(black_box(&raw)).map(|r| r.time))
+        });
+        let routing = owned(parse_routing(&raw).expect("routing"));
+        group.bench_function("build_requests", |b| {
+            b.iter_batched(
+                || s.body.clone(),
+                |body| black_box(build(&destination, &routing, body).expect("build")).placement,
+                BatchSize::LargeInput,
+            )
+        });
+        group.bench_function("verify_parse_build", |b| {
+            b.iter_batched(
+                || raw.clone(),
+                |raw| {
+                    verify_signature(&secrets, Some(sig), &raw).expect("signed");
+                    let text = String::from_utf8(raw).expect("utf-8");
+                    let routing = owned(parse_routing(text.as_bytes()).expect("routing"));
+                    black_box(build(&destination, &routing, text).expect("build")).placement
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        let event = http_api_event(&HttpRequestParts {
+            method: "POST",
+            path: "/webhooks/nylas",
+            raw_query: "",
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("x-nylas-signature".into(), s.signature.clone()),
+            ],
+            body: s.body.as_bytes(),
+            base64: false,
+        });
+        group.bench_function("handler", |b| {
+            b.iter_batched(
+                || request_from_event(&event).expect("request"),
+                |req| {
+                    let (resp, _metrics) =
+                        runtime.block_on(nylas_sync::metrics::capture(ingest.handle(req)));
+                    assert_eq!(resp.status(), 200);
+                    resp
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, ingest_benches);
+criterion_main!(benches);

@@ -1,0 +1,450 @@
+//! The figures of one `make bench` run: each step merges its section into a JSON file, and
+//! `bench report` renders them (with criterion's medians) between two markers of BENCHMARKS.md,
+//! leaving the hand-written analysis around them untouched.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Results {
+    pub machine: Option<Machine>,
+    #[serde(default)]
+    pub ingest: Vec<IngestFigure>,
+    #[serde(default)]
+    pub ingest_sdk: Vec<IngestSdkFigure>,
+    #[serde(default)]
+    pub cold_start: Vec<ColdStart>,
+    #[serde(default)]
+    pub sizes: Vec<BinarySize>,
+    #[serde(default)]
+    pub consumer: Vec<ConsumerRun>,
+    #[serde(default)]
+    pub fan_out: Vec<FanOutRun>,
+    pub end_to_end: Option<EndToEnd>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Machine {
+    pub nproc: usize,
+    pub cpu_model: String,
+    pub uname: String,
+    pub memory_mib: u64,
+    pub rustc: String,
+    pub date: String,
+}
+
+/// Criterion medians for one body size, in nanoseconds.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct IngestFigure {
+    pub body: String,
+    pub bytes: u64,
+    pub sha256_ns: f64,
+    pub hmac_verify_ns: f64,
+    pub parse_routing_ns: f64,
+    pub build_requests_ns: f64,
+    pub verify_parse_build_ns: f64,
+    pub handler_ns: f64,
+}
+
+/// The real ingest handler and SDK against moto: CPU of this process per request.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct IngestSdkFigure {
+    pub body: String,
+    pub requests: u64,
+    pub cpu_us_per_request: f64,
+    pub wall_ms_per_request: f64,
+    pub via_s3: bool,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct ColdStart {
+    pub function: String,
+    pub runs: usize,
+    pub min_ms: f64,
+    pub median_ms: f64,
+    pub p90_ms: f64,
+    pub max_ms: f64,
+    /// Peak RSS when the function first asked for work.
+    pub init_peak_rss_kib: u64,
+    /// CPU the process used until then.
+    pub init_cpu_ms: f64,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct BinarySize {
+    pub function: String,
+    pub target: String,
+    pub bytes: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct ConsumerRun {
+    pub body_bytes: u64,
+    pub claim_checked: bool,
+    pub batches: usize,
+    pub records_per_batch: usize,
+    /// Process CPU per record, first batch (connections opened) and the warm ones.
+    pub first_batch_cpu_ms_per_record: f64,
+    pub warm_cpu_ms_per_record: f64,
+    pub warm_wall_ms_per_batch: f64,
+    pub peak_rss_after_init_kib: u64,
+    pub peak_rss_kib: u64,
+    pub items_written: u64,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct FanOutRun {
+    pub grants: u64,
+    pub seconds: f64,
+    pub grants_per_second: f64,
+    pub send_message_batch_calls: u64,
+    pub expected_calls: u64,
+    pub scan_calls: u64,
+    pub jobs_on_queue: u64,
+    pub scheduler_cpu_s: f64,
+    pub scheduler_cpu_us_per_grant: f64,
+    pub moto_cpu_s: Option<f64>,
+    pub seed_seconds: f64,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct EndToEndStep {
+    pub offered_per_s: f64,
+    pub accepted_per_s: f64,
+    pub processed_per_s: f64,
+    pub rejected: u64,
+    pub ingest_p50_ms: f64,
+    pub ingest_p99_ms: f64,
+    /// Visible + in flight when the step's traffic stopped.
+    pub backlog_at_end: u64,
+    /// Share of one core, over the step.
+    pub moto_cpu: Option<f64>,
+    pub functions_cpu: f64,
+    pub kept_up: bool,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct EndToEnd {
+    pub body_bytes: u64,
+    pub pollers: usize,
+    pub step_seconds: f64,
+    pub steps: Vec<EndToEndStep>,
+    pub sustained_per_s: f64,
+    pub functions_cpu_us_per_webhook: f64,
+    pub moto_cpu_us_per_webhook: Option<f64>,
+}
+
+impl Results {
+    pub fn load(path: &Path) -> Self {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, serde_json::to_string_pretty(self).unwrap_or_default())
+    }
+
+    /// Applies `f` to the results stored at `path` and writes them back.
+    pub fn update(path: &Path, f: impl FnOnce(&mut Results)) -> std::io::Result<()> {
+        let mut r = Self::load(path);
+        f(&mut r);
+        r.save(path)
+    }
+}
+
+/// The median of a criterion benchmark, in nanoseconds.
+pub fn criterion_median_ns(criterion_dir: &Path, group: &str, function: &str) -> Option<f64> {
+    let path = criterion_dir
+        .join(group)
+        .join(function)
+        .join("new")
+        .join("estimates.json");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    v["median"]["point_estimate"].as_f64()
+}
+
+pub fn ingest_from_criterion(criterion_dir: &Path) -> Vec<IngestFigure> {
+    [("2KiB", 2048u64), ("1MiB", 1 << 20)]
+        .into_iter()
+        .filter_map(|(label, bytes)| {
+            let group = format!("ingest-{label}");
+            let get = |f: &str| criterion_median_ns(criterion_dir, &group, f);
+            Some(IngestFigure {
+                body: label.into(),
+                bytes,
+                sha256_ns: get("sha256")?,
+                hmac_verify_ns: get("hmac_verify")?,
+                parse_routing_ns: get("parse_routing")?,
+                build_requests_ns: get("build_requests")?,
+                verify_parse_build_ns: get("verify_parse_build")?,
+                handler_ns: get("handler")?,
+            })
+        })
+        .collect()
+}
+
+pub const BEGIN: &str =
+    "<!-- figures:begin (written by `make bench`; edit outside the markers) -->";
+pub const END: &str = "<!-- figures:end -->";
+
+/// Replaces the text between the markers of `doc` with `figures` (appends the block if absent).
+pub fn splice(doc: &str, figures: &str) -> String {
+    match (doc.find(BEGIN), doc.find(END)) {
+        (Some(b), Some(e)) if e > b => format!(
+            "{}{BEGIN}\n{figures}{END}{}",
+            &doc[..b],
+            &doc[e + END.len()..]
+        ),
+        _ => format!("{doc}\n{BEGIN}\n{figures}{END}\n"),
+    }
+}
+
+fn us(ns: f64) -> String {
+    if ns >= 100_000.0 {
+        format!("{:.0} µs", ns / 1000.0)
+    } else if ns >= 1000.0 {
+        format!("{:.2} µs", ns / 1000.0)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+/// The Markdown block of figures.
+pub fn render(r: &Results) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    if let Some(m) = &r.machine {
+        let _ = writeln!(
+            o,
+            "Run of {}: `nproc` = {}, CPU: {}, {} MiB RAM, {}.  ",
+            m.date, m.nproc, m.cpu_model, m.memory_mib, m.rustc
+        );
+        let _ = writeln!(o, "`uname -a`: `{}`\n", m.uname);
+    }
+
+    let _ = writeln!(
+        o,
+        "### Ingest CPU per request (criterion medians, release profile, one run)\n"
+    );
+    if r.ingest.is_empty() {
+        let _ = writeln!(o, "_not measured in this run_\n");
+    } else {
+        let _ = writeln!(o, "| body | SHA-256 (floor) | HMAC verify | route parse | build SQS/S3 request | **verify + parse + build** | ratio to SHA-256 (target ≤ 2×) | whole handler | handler ratio |");
+        let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for f in &r.ingest {
+            let ratio = f.verify_parse_build_ns / f.sha256_ns;
+            let _ = writeln!(
+                o,
+                "| {} | {} ({:.2} GB/s) | {} | {} | {} | **{}** | **{:.2}×** ({}) | {} | {:.2}× |",
+                f.body,
+                us(f.sha256_ns),
+                f.bytes as f64 / f.sha256_ns,
+                us(f.hmac_verify_ns),
+                us(f.parse_routing_ns),
+                us(f.build_requests_ns),
+                us(f.verify_parse_build_ns),
+                ratio,
+                verdict(ratio <= 2.0),
+                us(f.handler_ns),
+                f.handler_ns / f.sha256_ns,
+            );
+        }
+        let _ = writeln!(o);
+    }
+    if !r.ingest_sdk.is_empty() {
+        let _ = writeln!(o, "Ingest with the real SQS/S3 sink against moto (whole process CPU, includes the SDK's serialisation, signing and HTTP):\n");
+        let _ = writeln!(
+            o,
+            "| body | requests | CPU per request | wall per request | via S3 |"
+        );
+        let _ = writeln!(o, "|---|---:|---:|---:|---|");
+        for f in &r.ingest_sdk {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {:.0} µs | {:.2} ms | {} |",
+                f.body,
+                f.requests,
+                f.cpu_us_per_request,
+                f.wall_ms_per_request,
+                if f.via_s3 { "yes" } else { "no" }
+            );
+        }
+        let _ = writeln!(o);
+    }
+
+    let _ = writeln!(o, "### Consumer: one process (release `consumer` binary under the Runtime API stand-in), batches of 10 full-object notifications, against moto\n");
+    if r.consumer.is_empty() {
+        let _ = writeln!(o, "_not measured in this run_\n");
+    } else {
+        let _ = writeln!(o, "| body | delivery | batches | CPU per record (first batch) | CPU per record (warm) | wall per batch (warm) | peak RSS after init | **peak RSS** | target | items written |");
+        let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---:|---|---:|");
+        for c in &r.consumer {
+            let target = if c.body_bytes >= 1 << 20 {
+                verdict(c.peak_rss_kib < 64 * 1024).to_string() + " (< 64 MB)"
+            } else {
+                "—".into()
+            };
+            let _ = writeln!(
+                o,
+                "| {} KB | {} | {} | {:.2} ms | {:.2} ms | {:.1} ms | {} | **{}** | {} | {} |",
+                c.body_bytes / 1000,
+                if c.claim_checked {
+                    "S3 claim check"
+                } else {
+                    "inline"
+                },
+                c.batches,
+                c.first_batch_cpu_ms_per_record,
+                c.warm_cpu_ms_per_record,
+                c.warm_wall_ms_per_batch,
+                mib(c.peak_rss_after_init_kib),
+                mib(c.peak_rss_kib),
+                target,
+                c.items_written,
+            );
+        }
+        let _ = writeln!(o);
+    }
+
+    let _ = writeln!(o, "### Cold start: exec to the first request for work from the Runtime API (release binaries, x86_64 host, secrets from the environment)\n");
+    if r.cold_start.is_empty() {
+        let _ = writeln!(o, "_not measured in this run_\n");
+    } else {
+        let _ = writeln!(o, "| function | runs | min | **median** | p90 | max | target < 15 ms | CPU until ready | peak RSS at ready |");
+        let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---|---:|---:|");
+        for c in &r.cold_start {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {:.2} ms | **{:.2} ms** | {:.2} ms | {:.2} ms | {} | {:.2} ms | {} |",
+                c.function,
+                c.runs,
+                c.min_ms,
+                c.median_ms,
+                c.p90_ms,
+                c.max_ms,
+                verdict(c.p90_ms < 15.0),
+                c.init_cpu_ms,
+                mib(c.init_peak_rss_kib)
+            );
+        }
+        let _ = writeln!(o);
+    }
+    if !r.sizes.is_empty() {
+        let _ = writeln!(
+            o,
+            "Binary sizes (release: fat LTO, one codegen unit, symbols stripped):\n"
+        );
+        let _ = writeln!(o, "| function | target | size | target < 8 MB |");
+        let _ = writeln!(o, "|---|---|---:|---|");
+        for s in &r.sizes {
+            match s.bytes {
+                Some(b) => {
+                    let check = if s.target.contains("aarch64") {
+                        verdict(b < 8_000_000)
+                    } else {
+                        "—"
+                    };
+                    let _ = writeln!(
+                        o,
+                        "| {} | {} | {:.2} MB ({} bytes) | {} |",
+                        s.function,
+                        s.target,
+                        b as f64 / 1e6,
+                        b,
+                        check
+                    );
+                }
+                None => {
+                    let _ = writeln!(o, "| {} | {} | not built | — |", s.function, s.target);
+                }
+            }
+        }
+        let _ = writeln!(o);
+    }
+
+    let _ = writeln!(o, "### Scheduler fan-out against moto (default settings: 4 scan segments, 16 batches in flight, delay jitter)\n");
+    if r.fan_out.is_empty() {
+        let _ = writeln!(o, "_not measured in this run_\n");
+    } else {
+        let _ = writeln!(o, "| grants | fan-out time | **grants/s** | SendMessageBatch calls | ceil(N/10) | scans | jobs on the queue | scheduler CPU | per grant | moto CPU (share of the wall time) |");
+        let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for f in &r.fan_out {
+            let moto = f
+                .moto_cpu_s
+                .map(|m| format!("{m:.1} s ({:.0}%)", 100.0 * m / f.seconds))
+                .unwrap_or_else(|| "n/a".into());
+            let _ = writeln!(
+                o,
+                "| {} | {:.1} s | **{:.0}** | {} {} | {} | {} | {} | {:.2} s | {:.0} µs | {} |",
+                f.grants,
+                f.seconds,
+                f.grants_per_second,
+                f.send_message_batch_calls,
+                if f.send_message_batch_calls == f.expected_calls {
+                    "(= ceil)"
+                } else {
+                    "(**≠ ceil**)"
+                },
+                f.expected_calls,
+                f.scan_calls,
+                f.jobs_on_queue,
+                f.scheduler_cpu_s,
+                f.scheduler_cpu_us_per_grant,
+                moto
+            );
+        }
+        let _ = writeln!(o);
+    }
+
+    let _ = writeln!(o, "### End to end on the local stack: signed webhooks over HTTP → ingest → SQS → consumer → DynamoDB (moto)\n");
+    match &r.end_to_end {
+        None => {
+            let _ = writeln!(o, "_not measured in this run_\n");
+        }
+        Some(e) => {
+            let _ = writeln!(o, "{}-byte `message.created` notifications, {} consumer pollers (batches of 10), {:.0} s per step; a step keeps up when every webhook got 200 and the queue held under one second of traffic when it ended.\n", e.body_bytes, e.pollers, e.step_seconds);
+            let _ = writeln!(o, "| offered/s | accepted/s | processed/s | non-200 | ingest p50 | ingest p99 | backlog at end | moto CPU | functions CPU | kept up |");
+            let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+            for s in &e.steps {
+                let _ = writeln!(
+                    o,
+                    "| {:.0} | {:.0} | {:.0} | {} | {:.1} ms | {:.1} ms | {} | {} | {:.0}% | {} |",
+                    s.offered_per_s,
+                    s.accepted_per_s,
+                    s.processed_per_s,
+                    s.rejected,
+                    s.ingest_p50_ms,
+                    s.ingest_p99_ms,
+                    s.backlog_at_end,
+                    s.moto_cpu
+                        .map(|m| format!("{:.0}%", m * 100.0))
+                        .unwrap_or_else(|| "n/a".into()),
+                    s.functions_cpu * 100.0,
+                    if s.kept_up { "yes" } else { "no" }
+                );
+            }
+            let _ = writeln!(o, "\n**Sustained without queueing: {:.0} webhooks/s.** CPU per webhook: functions (ingest + consumer + pollers, one process) {:.0} µs; moto {}.\n",
+                e.sustained_per_s, e.functions_cpu_us_per_webhook,
+                e.moto_cpu_us_per_webhook.map(|m| format!("{m:.0} µs")).unwrap_or_else(|| "n/a".into()));
+        }
+    }
+    o
+}

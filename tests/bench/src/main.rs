@@ -1,0 +1,1099 @@
+//! `bench`: the whole-process benchmarks behind `make bench`. Each subcommand measures one
+//! thing, merges its figures into the results file, and `bench report` writes them (with the
+//! criterion medians) into BENCHMARKS.md.
+//!
+//! Subcommands that need AWS run against the local moto server that `tests/with-moto` starts
+//! (`AWS_ENDPOINT_URL` must be a 127.0.0.1 URL); nothing here talks to real AWS or Nylas.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, Select, WriteRequest};
+use aws_sdk_sqs::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_sqs::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_sqs::error::BoxError;
+use aws_sdk_sqs::types::QueueAttributeName;
+use bench::figures::{self, Results};
+use bench::fixtures::{message_created, signed};
+use bench::procfs;
+use bench::runtime_api::{CallKind, RuntimeApi};
+use clap::{Parser, Subcommand};
+use futures::stream::{self, StreamExt};
+use nylas_sync::queue::{attr, ClaimCheck};
+use sha2::{Digest, Sha256};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Parser)]
+#[command(about = "Whole-process benchmarks of nylas-sync (run by `make bench`)")]
+struct Cli {
+    /// Where the figures of this run are collected.
+    #[arg(long, default_value = "target/bench/results.json")]
+    results: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Each function binary from exec to its first request for work from the Runtime API.
+    ColdStart {
+        /// Directory holding the release binaries `ingest`, `consumer`, `scheduler`, `reconciler`.
+        #[arg(long)]
+        bin_dir: PathBuf,
+        #[arg(long, default_value_t = 21)]
+        runs: usize,
+    },
+    /// Sizes of the release binaries (host) and of the cargo-lambda arm64 `bootstrap`s.
+    Sizes {
+        #[arg(long)]
+        bin_dir: PathBuf,
+        /// cargo lambda's output directory (`<target>/lambda`), holding `<function>/bootstrap`.
+        #[arg(long)]
+        lambda_dir: Option<PathBuf>,
+    },
+    /// The consumer binary on batches of ten full-object notifications: CPU per record, peak RSS.
+    Consumer {
+        #[arg(long)]
+        bin_dir: PathBuf,
+        #[arg(long, default_value_t = 100_000)]
+        body_bytes: usize,
+        #[arg(long, default_value_t = 10)]
+        batches: usize,
+    },
+    /// The scheduler's fan-out over N seeded grants: grants/s and the SQS calls it made.
+    FanOut {
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+        grants: Vec<u64>,
+    },
+    /// The real ingest handler and SQS/S3 sink against moto: CPU per request of this process.
+    IngestSdk {
+        #[arg(long, default_value_t = 400)]
+        requests: usize,
+    },
+    /// Webhooks over HTTP → ingest → SQS → consumer → DynamoDB, in rising steps of load.
+    EndToEnd {
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "25,50,100,150,200,300,400,600"
+        )]
+        rates: Vec<f64>,
+        #[arg(long, default_value_t = 8.0)]
+        step_seconds: f64,
+        #[arg(long, default_value_t = 5)]
+        pollers: usize,
+        #[arg(long, default_value_t = 2048)]
+        body_bytes: usize,
+    },
+    /// (Internal) an open-loop load generator: signed POSTs at a fixed rate; prints JSON.
+    Load {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        secret: String,
+        #[arg(long)]
+        rate: f64,
+        #[arg(long)]
+        seconds: f64,
+        #[arg(long)]
+        body_bytes: usize,
+        #[arg(long)]
+        step: u64,
+    },
+    /// Writes the figures (and criterion's medians) into BENCHMARKS.md between its markers.
+    Report {
+        /// criterion's output directory (`$CRITERION_HOME`, default `<target>/criterion`).
+        #[arg(long)]
+        criterion_dir: PathBuf,
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        doc: PathBuf,
+    },
+}
+
+const FUNCTIONS: [&str; 4] = ["ingest", "consumer", "scheduler", "reconciler"];
+
+fn main() -> Result<(), Error> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let results = cli.results.clone();
+    match cli.command {
+        Command::ColdStart { bin_dir, runs } => {
+            let figures = runtime.block_on(cold_start(&bin_dir, runs))?;
+            Results::update(&results, |r| r.cold_start = figures)?;
+        }
+        Command::Sizes {
+            bin_dir,
+            lambda_dir,
+        } => {
+            let sizes = sizes(&bin_dir, lambda_dir.as_deref());
+            Results::update(&results, |r| r.sizes = sizes)?;
+        }
+        Command::Consumer {
+            bin_dir,
+            body_bytes,
+            batches,
+        } => {
+            let run = runtime.block_on(consumer(&bin_dir, body_bytes, batches))?;
+            Results::update(&results, |r| {
+                r.consumer.retain(|c| c.body_bytes != run.body_bytes);
+                r.consumer.push(run);
+                r.consumer.sort_by_key(|c| c.body_bytes);
+            })?;
+        }
+        Command::FanOut { grants } => {
+            let mut runs = Vec::new();
+            for n in grants {
+                runs.push(runtime.block_on(fan_out(n))?);
+            }
+            Results::update(&results, |r| r.fan_out = runs)?;
+        }
+        Command::IngestSdk { requests } => {
+            drop(runtime);
+            let figures = ingest_sdk(requests)?;
+            Results::update(&results, |r| r.ingest_sdk = figures)?;
+        }
+        Command::EndToEnd {
+            rates,
+            step_seconds,
+            pollers,
+            body_bytes,
+        } => {
+            let e = runtime.block_on(end_to_end(&rates, step_seconds, pollers, body_bytes))?;
+            Results::update(&results, |r| r.end_to_end = Some(e))?;
+        }
+        Command::Load {
+            url,
+            secret,
+            rate,
+            seconds,
+            body_bytes,
+            step,
+        } => {
+            let out = runtime.block_on(load(&url, &secret, rate, seconds, body_bytes, step))?;
+            println!("{}", serde_json::to_string(&out)?);
+        }
+        Command::Report { criterion_dir, doc } => {
+            let mut r = Results::load(&results);
+            r.machine = Some(machine());
+            r.ingest = figures::ingest_from_criterion(&criterion_dir);
+            r.save(&results)?;
+            let text = std::fs::read_to_string(&doc).unwrap_or_default();
+            std::fs::write(&doc, figures::splice(&text, &figures::render(&r)))?;
+            eprintln!("bench: figures written into {}", doc.display());
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environment of a function process, as Lambda would give it.
+
+/// The variables Lambda sets, credentials included (Lambda passes them in the environment).
+fn lambda_env(function: &str, runtime_api: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("AWS_LAMBDA_RUNTIME_API", runtime_api),
+        ("AWS_LAMBDA_FUNCTION_NAME", function),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench"),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_SESSION_TOKEN", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("NYLAS_API_KEY", "nyk_bench"),
+        ("NYLAS_WEBHOOK_SECRETS", "bench-secret"),
+        ("PATH", "/usr/bin:/bin"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
+        env.push(("AWS_ENDPOINT_URL".into(), endpoint));
+    }
+    env
+}
+
+/// Placeholder values for a function's required configuration (nothing is called at start-up).
+fn placeholder_config(function: &str) -> Vec<(String, String)> {
+    let vars = nylas_sync::contract::for_function(function).unwrap_or_default();
+    vars.iter()
+        .filter(|v| v.required)
+        .map(|v| {
+            let value = if v.name.ends_with("_URL") {
+                format!(
+                    "http://127.0.0.1:9/000000000000/{}",
+                    v.name.to_ascii_lowercase()
+                )
+            } else {
+                format!("bench-{}", v.name.to_ascii_lowercase().replace('_', "-"))
+            };
+            (v.name.to_string(), value)
+        })
+        .collect()
+}
+
+fn spawn_function(bin: &Path, env: &[(String, String)]) -> std::io::Result<tokio::process::Child> {
+    tokio::process::Command::new(bin)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+}
+
+async fn stderr_of(mut child: tokio::process::Child) -> String {
+    use tokio::io::AsyncReadExt;
+    let _ = child.start_kill();
+    let mut text = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), e.read_to_string(&mut text)).await;
+    }
+    text
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cold start.
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+async fn cold_start(bin_dir: &Path, runs: usize) -> Result<Vec<figures::ColdStart>, Error> {
+    let mut out = Vec::new();
+    for function in FUNCTIONS {
+        let bin = bin_dir.join(function);
+        if !bin.exists() {
+            return Err(format!(
+                "{} not found; build the release binaries first",
+                bin.display()
+            )
+            .into());
+        }
+        let mut times = Vec::new();
+        let mut peak = 0;
+        let mut cpu = Vec::new();
+        // One extra run first, so the binary is in the page cache (Lambda caches it too).
+        for run in 0..=runs {
+            let mut api = RuntimeApi::start().await?;
+            let mut env = lambda_env(function, &api.endpoint());
+            env.extend(placeholder_config(function));
+            let started = Instant::now();
+            let mut child = spawn_function(&bin, &env)?;
+            let pid = child.id().ok_or("no pid")?;
+            let call = api.next_call(Duration::from_secs(10)).await;
+            match call {
+                Some(c) if c.kind == CallKind::Next => {
+                    let ready = c.at.duration_since(started);
+                    let used = procfs::cpu(pid)?;
+                    let rss = procfs::peak_rss_kib(pid)?;
+                    if run > 0 {
+                        times.push(ready.as_secs_f64() * 1000.0);
+                        cpu.push(used.as_secs_f64() * 1000.0);
+                        peak = peak.max(rss);
+                    }
+                    let _ = child.kill().await;
+                }
+                other => {
+                    let err = stderr_of(child).await;
+                    return Err(
+                        format!("{function} did not ask for work ({other:?}): {err}").into(),
+                    );
+                }
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        cpu.sort_by(f64::total_cmp);
+        eprintln!(
+            "cold start {function}: median {:.2} ms, p90 {:.2} ms",
+            percentile(&times, 0.5),
+            percentile(&times, 0.9)
+        );
+        out.push(figures::ColdStart {
+            function: function.into(),
+            runs,
+            min_ms: times[0],
+            median_ms: percentile(&times, 0.5),
+            p90_ms: percentile(&times, 0.9),
+            max_ms: *times.last().unwrap_or(&0.0),
+            init_peak_rss_kib: peak,
+            init_cpu_ms: percentile(&cpu, 0.5),
+        });
+    }
+    Ok(out)
+}
+
+fn sizes(bin_dir: &Path, lambda_dir: Option<&Path>) -> Vec<figures::BinarySize> {
+    let size = |p: PathBuf| std::fs::metadata(p).ok().map(|m| m.len());
+    let mut out = Vec::new();
+    for f in FUNCTIONS {
+        out.push(figures::BinarySize {
+            function: f.into(),
+            target: format!("{} (host, release)", std::env::consts::ARCH),
+            bytes: size(bin_dir.join(f)),
+        });
+    }
+    if let Some(dir) = lambda_dir {
+        for f in FUNCTIONS {
+            out.push(figures::BinarySize {
+                function: f.into(),
+                target: "aarch64 bootstrap (cargo lambda build --release --arm64)".into(),
+                bytes: size(dir.join(f).join("bootstrap")),
+            });
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Consumer.
+
+fn moto_endpoint() -> Result<String, Error> {
+    match std::env::var("AWS_ENDPOINT_URL") {
+        Ok(u) if u.starts_with("http://127.0.0.1") || u.starts_with("http://localhost") => Ok(u),
+        _ => Err(
+            "AWS_ENDPOINT_URL must point at a local moto server (run through tests/with-moto)"
+                .into(),
+        ),
+    }
+}
+
+fn moto_pid() -> Option<u32> {
+    let url = std::env::var("AWS_ENDPOINT_URL").ok()?;
+    procfs::pid_listening_on(procfs::port_of(&url)?)
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, Error> {
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?;
+    out.attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .ok_or_else(|| "queue has no ARN".into())
+}
+
+fn string_attribute(value: &str) -> SqsMessageAttribute {
+    let mut a = SqsMessageAttribute::default();
+    a.string_value = Some(value.to_string());
+    a.data_type = Some("String".into());
+    a
+}
+
+async fn count_items(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<u64, Error> {
+    let mut total = 0u64;
+    let mut start = None;
+    loop {
+        let out = ddb
+            .scan()
+            .table_name(table)
+            .select(Select::Count)
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        total += out.count as u64;
+        match out.last_evaluated_key.filter(|k| !k.is_empty()) {
+            Some(k) => start = Some(k),
+            None => return Ok(total),
+        }
+    }
+}
+
+async fn consumer(
+    bin_dir: &Path,
+    body_bytes: usize,
+    batches: usize,
+) -> Result<figures::ConsumerRun, Error> {
+    moto_endpoint()?;
+    let aws = support::Aws::connect().await;
+    let ddb = aws.ddb();
+    let objects = aws.create_table("bench-objects", true).await;
+    let grants = aws.create_table("bench-grants", false).await;
+    let bucket = aws.create_bucket("bench-payloads").await;
+    let reconcile = aws.create_queue("bench-reconcile").await;
+    let notifications = aws.create_queue("bench-notifications").await;
+    let arn = queue_arn(&aws.sqs, &notifications).await?;
+
+    let mut api = RuntimeApi::start().await?;
+    let mut env = lambda_env("consumer", &api.endpoint());
+    env.extend([
+        ("OBJECTS_TABLE".to_string(), objects.clone()),
+        ("GRANTS_TABLE".to_string(), grants),
+        ("PAYLOAD_BUCKET".to_string(), bucket.clone()),
+        ("RECONCILE_QUEUE_URL".to_string(), reconcile),
+        // Full-object notifications are written without calling Nylas: nothing listens here.
+        (
+            "NYLAS_API_URI".to_string(),
+            "http://127.0.0.1:9".to_string(),
+        ),
+    ]);
+    let bin = bin_dir.join("consumer");
+    let child = spawn_function(&bin, &env)?;
+    let pid = child.id().ok_or("no pid")?;
+    match api.next_call(Duration::from_secs(10)).await {
+        Some(c) if c.kind == CallKind::Next => {}
+        other => {
+            return Err(format!(
+                "consumer did not start ({other:?}): {}",
+                stderr_of(child).await
+            )
+            .into())
+        }
+    }
+    let peak_after_init = procfs::peak_rss_kib(pid)?;
+    let records = 10;
+    let claim_checked = body_bytes + 400 > 262_144;
+    let mut cpu_per_batch = Vec::new();
+    let mut wall_per_batch = Vec::new();
+    for b in 0..batches {
+        let mut event = SqsEvent::default();
+        for i in 0..records {
+            let (nid, gid, mid) = (format!("n-{b}-{i}"), format!("g-{i}"), format!("m-{b}-{i}"));
+            let text = message_created(&nid, &gid, &mid, body_bytes);
+            let body = if claim_checked {
+                let key = format!("notifications/{}.json", hex_digest(text.as_bytes()));
+                aws.s3
+                    .put_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .body(text.clone().into_bytes().into())
+                    .send()
+                    .await?;
+                ClaimCheck {
+                    bucket: bucket.clone(),
+                    key,
+                    bytes: text.len() as u64,
+                }
+                .to_message_body()
+            } else {
+                text
+            };
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("00000000-0000-4000-8000-{b:06}{i:06}"));
+            m.receipt_handle = Some(format!("rh-{b}-{i}"));
+            m.body = Some(body);
+            m.event_source = Some("aws:sqs".into());
+            m.event_source_arn = Some(arn.clone());
+            m.aws_region = Some("us-east-1".into());
+            m.attributes = HashMap::from([
+                ("ApproximateReceiveCount".to_string(), "1".to_string()),
+                ("SentTimestamp".to_string(), "1723821985000".to_string()),
+            ]);
+            m.message_attributes = HashMap::from([
+                (attr::TYPE.to_string(), string_attribute("message.created")),
+                (attr::NOTIFICATION_ID.to_string(), string_attribute(&nid)),
+                (attr::GRANT_ID.to_string(), string_attribute(&gid)),
+                (attr::OBJECT_ID.to_string(), string_attribute(&mid)),
+                (
+                    attr::PAYLOAD.to_string(),
+                    string_attribute(if claim_checked { "s3" } else { "inline" }),
+                ),
+            ]);
+            event.records.push(m);
+        }
+        let payload = serde_json::to_vec(&event)?;
+        drop(event);
+        let cpu_before = procfs::cpu(pid)?;
+        let sent = Instant::now();
+        let id = api.invoke(payload);
+        let answered = loop {
+            match api.next_call(Duration::from_secs(120)).await {
+                Some(c) => match c.kind {
+                    CallKind::Response { request_id, body } if request_id == id => {
+                        let v: serde_json::Value = serde_json::from_slice(&body)?;
+                        let failures = v["batchItemFailures"].as_array().map_or(0, Vec::len);
+                        if failures > 0 {
+                            return Err(
+                                format!("the consumer failed {failures} records: {v}").into()
+                            );
+                        }
+                        break c.at;
+                    }
+                    CallKind::Next => continue,
+                    other => return Err(format!("unexpected answer: {other:?}").into()),
+                },
+                None => return Err("the consumer did not answer within 120 s".into()),
+            }
+        };
+        // Its next request for work: the batch is done and the process is idle.
+        match api.next_call(Duration::from_secs(30)).await {
+            Some(c) if c.kind == CallKind::Next => {}
+            other => return Err(format!("expected a request for work, got {other:?}").into()),
+        }
+        let used = procfs::cpu(pid)? - cpu_before;
+        cpu_per_batch.push(used.as_secs_f64() * 1000.0);
+        wall_per_batch.push(answered.duration_since(sent).as_secs_f64() * 1000.0);
+    }
+    let peak = procfs::peak_rss_kib(pid)?;
+    drop(child);
+    let items = count_items(&ddb, &objects).await?;
+    if items != (batches * records) as u64 {
+        return Err(format!("{items} items in the table, expected {}", batches * records).into());
+    }
+    let warm = &cpu_per_batch[1.min(cpu_per_batch.len() - 1)..];
+    let warm_wall = &wall_per_batch[1.min(wall_per_batch.len() - 1)..];
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let run = figures::ConsumerRun {
+        body_bytes: body_bytes as u64,
+        claim_checked,
+        batches,
+        records_per_batch: records,
+        first_batch_cpu_ms_per_record: cpu_per_batch[0] / records as f64,
+        warm_cpu_ms_per_record: mean(warm) / records as f64,
+        warm_wall_ms_per_batch: mean(warm_wall),
+        peak_rss_after_init_kib: peak_after_init,
+        peak_rss_kib: peak,
+        items_written: items,
+    };
+    eprintln!(
+        "consumer {} B: {:.2} ms CPU per record (warm), peak RSS {} KiB",
+        body_bytes, run.warm_cpu_ms_per_record, run.peak_rss_kib
+    );
+    Ok(run)
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scheduler fan-out.
+
+/// Counts the AWS calls a client makes, by operation (`X-Amz-Target`), retries included.
+#[derive(Debug, Default, Clone)]
+struct CallCounter(Arc<Mutex<HashMap<String, u64>>>);
+
+impl CallCounter {
+    fn get(&self, operation_suffix: &str) -> u64 {
+        self.0
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| k.ends_with(operation_suffix))
+                    .map(|(_, v)| *v)
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or("unknown")
+            .to_string();
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry(target).or_default() += 1;
+        }
+        Ok(())
+    }
+}
+
+async fn seed_grants(ddb: &aws_sdk_dynamodb::Client, table: &str, n: u64) -> Result<(), Error> {
+    let ids: Vec<u64> = (0..n).collect();
+    let results: Vec<Result<(), Error>> = stream::iter(ids.chunks(25).map(<[u64]>::to_vec))
+        .map(|chunk| async move {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|i| {
+                    let item = HashMap::from([
+                        (
+                            "grant_id".to_string(),
+                            AttributeValue::S(format!("grant-{i:07}")),
+                        ),
+                        ("status".to_string(), AttributeValue::S("active".into())),
+                        (
+                            "status_version".to_string(),
+                            AttributeValue::N("1000".into()),
+                        ),
+                        ("provider".to_string(), AttributeValue::S("google".into())),
+                    ]);
+                    WriteRequest::builder()
+                        .put_request(
+                            PutRequest::builder()
+                                .set_item(Some(item))
+                                .build()
+                                .expect("item"),
+                        )
+                        .build()
+                })
+                .collect();
+            for _ in 0..10 {
+                let out = ddb
+                    .batch_write_item()
+                    .request_items(table, requests.clone())
+                    .send()
+                    .await?;
+                match out.unprocessed_items.and_then(|mut u| u.remove(table)) {
+                    Some(rest) if !rest.is_empty() => requests = rest,
+                    _ => return Ok(()),
+                }
+            }
+            Err("grants left unprocessed".into())
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+async fn fan_out(n: u64) -> Result<figures::FanOutRun, Error> {
+    use nylas_sync::grants::GrantStore;
+    use nylas_sync::jobs::JobQueue;
+    use nylas_sync::scheduler::{Scheduler, SchedulerSettings};
+    moto_endpoint()?;
+    let aws = support::Aws::connect().await;
+    let table = aws.create_table("bench-grants", false).await;
+    let queue = aws.create_queue("bench-reconcile").await;
+    let seed_started = Instant::now();
+    seed_grants(&aws.ddb(), &table, n).await?;
+    let seed_seconds = seed_started.elapsed().as_secs_f64();
+    eprintln!("fan-out: {n} grants seeded in {seed_seconds:.1} s");
+
+    let counter = CallCounter::default();
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&aws.sdk)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let ddb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&aws.sdk)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let scheduler = Scheduler {
+        grants: GrantStore { ddb, table },
+        jobs: JobQueue {
+            sqs,
+            queue_url: queue.clone(),
+        },
+        settings: SchedulerSettings::default(),
+        clock: Arc::new(nylas_sync::clock::SystemClock),
+    };
+    let moto = moto_pid();
+    let moto_before = moto.and_then(|p| procfs::cpu(p).ok());
+    let cpu_before = procfs::self_cpu();
+    let started = Instant::now();
+    let out = scheduler.fan_out().await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = (procfs::self_cpu() - cpu_before).as_secs_f64();
+    let moto_cpu = match (moto, moto_before) {
+        (Some(p), Some(before)) => procfs::cpu(p)
+            .ok()
+            .map(|after| (after - before).as_secs_f64()),
+        _ => None,
+    };
+    let attrs = aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await?;
+    let attrs = attrs.attributes.unwrap_or_default();
+    let count =
+        |k: QueueAttributeName| -> u64 { attrs.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0) };
+    let jobs = count(QueueAttributeName::ApproximateNumberOfMessages)
+        + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        + count(QueueAttributeName::ApproximateNumberOfMessagesDelayed);
+    if out.grants != n || jobs != n {
+        return Err(format!(
+            "fan-out enqueued {} jobs ({} on the queue) for {n} grants",
+            out.grants, jobs
+        )
+        .into());
+    }
+    let run = figures::FanOutRun {
+        grants: n,
+        seconds,
+        grants_per_second: n as f64 / seconds,
+        send_message_batch_calls: counter.get(".SendMessageBatch"),
+        expected_calls: n.div_ceil(10),
+        scan_calls: counter.get(".Scan"),
+        jobs_on_queue: jobs,
+        scheduler_cpu_s: cpu,
+        scheduler_cpu_us_per_grant: cpu * 1e6 / n as f64,
+        moto_cpu_s: moto_cpu,
+        seed_seconds,
+    };
+    eprintln!(
+        "fan-out {n}: {:.0} grants/s, {} SendMessageBatch calls (ceil = {})",
+        run.grants_per_second, run.send_message_batch_calls, run.expected_calls
+    );
+    Ok(run)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ingest with the real sink, against moto.
+
+fn ingest_sdk(requests: usize) -> Result<Vec<figures::IngestSdkFigure>, Error> {
+    use nylas_sync::ingest::Ingest;
+    moto_endpoint()?;
+    // One thread: the process's CPU time is the handler's and the SDK's.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let aws = support::Aws::connect().await;
+        let queue = aws.create_queue("bench-notifications").await;
+        let bucket = aws.create_bucket("bench-payloads").await;
+        let secret = "bench-secret";
+        let ingest = Ingest::from_env(&support::ingest_env(&queue, &bucket, secret)).await?;
+        let mut out = Vec::new();
+        for (label, len, n) in [
+            ("2KiB", 2048usize, requests),
+            ("1MiB", 1 << 20, requests / 10),
+        ] {
+            let prepared: Vec<lambda_http::Request> = (0..n + 5)
+                .map(|i| {
+                    let body =
+                        message_created(&format!("n-{label}-{i}"), "g-1", &format!("m-{i}"), len);
+                    support::signed_post(&body, secret)
+                })
+                .collect();
+            let mut it = prepared.into_iter();
+            // Warm the connections.
+            for req in it.by_ref().take(5) {
+                let (resp, _) = nylas_sync::metrics::capture(ingest.handle(req)).await;
+                if resp.status() != 200 {
+                    return Err::<_, Error>(format!("ingest answered {}", resp.status()).into());
+                }
+            }
+            let cpu = procfs::self_cpu();
+            let started = Instant::now();
+            for req in it {
+                let (resp, _) = nylas_sync::metrics::capture(ingest.handle(req)).await;
+                if resp.status() != 200 {
+                    return Err(format!("ingest answered {}", resp.status()).into());
+                }
+            }
+            let cpu = (procfs::self_cpu() - cpu).as_secs_f64();
+            let wall = started.elapsed().as_secs_f64();
+            out.push(figures::IngestSdkFigure {
+                body: label.into(),
+                requests: n as u64,
+                cpu_us_per_request: cpu * 1e6 / n as f64,
+                wall_ms_per_request: wall * 1e3 / n as f64,
+                via_s3: len + 400 > 262_144,
+            });
+        }
+        Ok(out)
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end.
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct LoadOutcome {
+    sent: u64,
+    ok: u64,
+    not_ok: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    seconds: f64,
+}
+
+async fn load(
+    url: &str,
+    secret: &str,
+    rate: f64,
+    seconds: f64,
+    body_bytes: usize,
+    step: u64,
+) -> Result<LoadOutcome, Error> {
+    let n = (rate * seconds).round() as u64;
+    let prepared: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            let grant = format!("g-{:03}", i % 100);
+            let s = signed(
+                message_created(
+                    &format!("n-{step}-{i}"),
+                    &grant,
+                    &format!("m-{step}-{i}"),
+                    body_bytes,
+                ),
+                secret,
+            );
+            (s.body, s.signature)
+        })
+        .collect();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let started = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(n as usize);
+    for (i, (body, signature)) in prepared.into_iter().enumerate() {
+        tokio::time::sleep_until(started + Duration::from_secs_f64(i as f64 / rate)).await;
+        let http = http.clone();
+        let url = url.to_string();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let ok = http
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-nylas-signature", signature)
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16() == 200)
+                .unwrap_or(false);
+            (ok, t.elapsed().as_secs_f64() * 1000.0)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(tasks.len());
+    let mut ok = 0;
+    for t in tasks {
+        let (good, ms) = t.await?;
+        ok += u64::from(good);
+        latencies.push(ms);
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(LoadOutcome {
+        sent: n,
+        ok,
+        not_ok: n - ok,
+        p50_ms: percentile(&latencies, 0.5),
+        p99_ms: percentile(&latencies, 0.99),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+async fn end_to_end(
+    rates: &[f64],
+    step_seconds: f64,
+    pollers: usize,
+    body_bytes: usize,
+) -> Result<figures::EndToEnd, Error> {
+    use nylas_sync::consumer::{Consumer, ConsumerCounters};
+    use nylas_sync::ingest::Ingest;
+    moto_endpoint()?;
+    let aws = support::Aws::connect().await;
+    let (queue, _dlq) = aws
+        .create_queue_with("bench-notifications", 30, Some(5))
+        .await;
+    let bucket = aws.create_bucket("bench-payloads").await;
+    let objects = aws.create_table("bench-objects", true).await;
+    let grants = aws.create_table("bench-grants", false).await;
+    let reconcile = aws.create_queue("bench-reconcile").await;
+    let secret = "bench-e2e-secret";
+
+    let ingest = Arc::new(Ingest::from_env(&support::ingest_env(&queue, &bucket, secret)).await?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/webhooks/nylas", listener.local_addr()?);
+    let server = tokio::spawn(local_stack::serve_ingest(ingest, listener));
+
+    let env: HashMap<&str, &str> = HashMap::from([
+        ("OBJECTS_TABLE", objects.as_str()),
+        ("GRANTS_TABLE", grants.as_str()),
+        ("PAYLOAD_BUCKET", bucket.as_str()),
+        ("RECONCILE_QUEUE_URL", reconcile.as_str()),
+        ("NYLAS_API_URI", "http://127.0.0.1:9"),
+        ("NYLAS_API_KEY", "nyk_bench"),
+    ]);
+    let consumer = Arc::new(Consumer::from_env(&env).await?);
+    let poller = local_stack::SqsPoller::new(aws.sqs.clone(), &queue).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut poll_tasks = Vec::new();
+    for _ in 0..pollers {
+        let (consumer, poller, stop) = (Arc::clone(&consumer), poller.clone(), Arc::clone(&stop));
+        poll_tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let c = Arc::clone(&consumer);
+                let polled = poller
+                    .poll_once(1, |event| async move {
+                        nylas_sync::metrics::capture(c.handle(event)).await.0
+                    })
+                    .await;
+                if polled.is_err() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }));
+    }
+    let written = || ConsumerCounters::get(&consumer.counters.written);
+    let moto = moto_pid();
+    let exe = std::env::current_exe()?;
+    let mut steps = Vec::new();
+    let mut accepted_total = 0u64;
+    let mut cpu_sum = 0.0;
+    let mut moto_sum = 0.0;
+    let mut webhooks_sum = 0u64;
+    let mut misses = 0;
+    for (k, &rate) in rates.iter().enumerate() {
+        let written_before = written();
+        let cpu_before = procfs::self_cpu();
+        let moto_before = moto.and_then(|p| procfs::cpu(p).ok());
+        let started = Instant::now();
+        // The load comes from another process, so this one's CPU is the functions' alone.
+        let output = tokio::process::Command::new(&exe)
+            .args([
+                "load",
+                "--url",
+                &url,
+                "--secret",
+                secret,
+                "--rate",
+                &rate.to_string(),
+                "--seconds",
+                &step_seconds.to_string(),
+                "--body-bytes",
+                &body_bytes.to_string(),
+                "--step",
+                &k.to_string(),
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .await?;
+        let elapsed = started.elapsed().as_secs_f64();
+        let load: LoadOutcome = serde_json::from_slice(&output.stdout).map_err(|e| {
+            format!(
+                "load generator: {e}: {}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })?;
+        let processed = written() - written_before;
+        let cpu = (procfs::self_cpu() - cpu_before).as_secs_f64();
+        let moto_cpu = match (moto, moto_before) {
+            (Some(p), Some(b)) => procfs::cpu(p).ok().map(|a| (a - b).as_secs_f64()),
+            _ => None,
+        };
+        let (visible, in_flight) = aws.queue_depth(&queue).await;
+        let backlog = visible + in_flight;
+        accepted_total += load.ok;
+        let kept_up = load.not_ok == 0 && (backlog as f64) <= rate.max(10.0);
+        let step = figures::EndToEndStep {
+            offered_per_s: rate,
+            accepted_per_s: load.ok as f64 / elapsed,
+            processed_per_s: processed as f64 / elapsed,
+            rejected: load.not_ok,
+            ingest_p50_ms: load.p50_ms,
+            ingest_p99_ms: load.p99_ms,
+            backlog_at_end: backlog,
+            moto_cpu: moto_cpu.map(|m| m / elapsed),
+            functions_cpu: cpu / elapsed,
+            kept_up,
+        };
+        eprintln!(
+            "end to end {rate}/s: accepted {:.0}/s, processed {:.0}/s, backlog {backlog}, p99 {:.0} ms, moto {:?}, functions {:.0}%",
+            step.accepted_per_s, step.processed_per_s, step.ingest_p99_ms, step.moto_cpu, step.functions_cpu * 100.0
+        );
+        if kept_up {
+            cpu_sum += cpu;
+            moto_sum += moto_cpu.unwrap_or(0.0);
+            webhooks_sum += load.ok;
+        }
+        steps.push(step);
+        // Drain before the next step (not measured).
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while written() < accepted_total && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if written() < accepted_total {
+            return Err(format!(
+                "only {} of {accepted_total} webhooks reached DynamoDB",
+                written()
+            )
+            .into());
+        }
+        if !kept_up {
+            misses += 1;
+            if misses >= 2 {
+                break;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in poll_tasks {
+        let _ = t.await;
+    }
+    server.abort();
+    let sustained = steps
+        .iter()
+        .filter(|s| s.kept_up)
+        .map(|s| s.accepted_per_s)
+        .fold(0.0, f64::max);
+    Ok(figures::EndToEnd {
+        body_bytes: body_bytes as u64,
+        pollers,
+        step_seconds,
+        steps,
+        sustained_per_s: sustained,
+        functions_cpu_us_per_webhook: cpu_sum * 1e6 / webhooks_sum.max(1) as f64,
+        moto_cpu_us_per_webhook: moto.map(|_| moto_sum * 1e6 / webhooks_sum.max(1) as f64),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn command_line(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn machine() -> figures::Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let memory_mib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kib| kib / 1024)
+        .unwrap_or(0);
+    figures::Machine {
+        nproc: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        cpu_model,
+        uname: command_line("uname", &["-a"]),
+        memory_mib,
+        rustc: command_line("rustc", &["--version"]),
+        date: command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+    }
+}
