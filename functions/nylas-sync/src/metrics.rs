@@ -390,30 +390,65 @@ impl Line {
             .any(|d| d.metrics.iter().any(|(n, _)| *n == name))
     }
 
-    fn render(mut self, namespace: &str, timestamp_ms: i64) -> String {
-        let directives: Vec<Value> = self
-            .directives
-            .iter()
-            .map(|d| {
-                let dims: Vec<&str> = std::iter::once(FUNCTION_DIMENSION)
-                    .chain(d.dims.iter().copied())
-                    .collect();
-                serde_json::json!({
-                    "Namespace": namespace,
-                    "Dimensions": [dims],
-                    "Metrics": d
-                        .metrics
-                        .iter()
-                        .map(|(name, unit)| serde_json::json!({"Name": name, "Unit": unit.as_str()}))
-                        .collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        self.members.insert(
-            "_aws".into(),
-            serde_json::json!({"Timestamp": timestamp_ms, "CloudWatchMetrics": directives}),
+    /// Writes the document by hand: this runs on every ingest request, and building a
+    /// `serde_json::Value` tree for it cost several times more than the text itself.
+    fn render(self, namespace: &str, timestamp_ms: i64) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(640);
+        let _ = write!(
+            out,
+            "{{\"_aws\":{{\"Timestamp\":{timestamp_ms},\"CloudWatchMetrics\":["
         );
-        Value::Object(self.members).to_string()
+        for (i, d) in self.directives.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"Namespace\":");
+            push_json_str(&mut out, namespace);
+            out.push_str(",\"Dimensions\":[[");
+            push_json_str(&mut out, FUNCTION_DIMENSION);
+            for k in &d.dims {
+                out.push(',');
+                push_json_str(&mut out, k);
+            }
+            out.push_str("]],\"Metrics\":[");
+            for (j, (name, unit)) in d.metrics.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"Name\":");
+                push_json_str(&mut out, name);
+                out.push_str(",\"Unit\":");
+                push_json_str(&mut out, unit.as_str());
+                out.push('}');
+            }
+            out.push_str("]}");
+        }
+        out.push_str("]}");
+        for (k, v) in &self.members {
+            out.push(',');
+            push_json_str(&mut out, k);
+            out.push(':');
+            match v {
+                Value::String(text) => push_json_str(&mut out, text),
+                other => {
+                    let _ = write!(out, "{other}");
+                }
+            }
+        }
+        out.push('}');
+        out
+    }
+}
+
+/// A JSON string literal; names and labels are plain ASCII, so escaping is rarely needed.
+fn push_json_str(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&Value::String(s.to_string()).to_string());
     }
 }
 
@@ -789,6 +824,15 @@ mod tests {
         assert!(validate_line(&no_dim).unwrap_err().contains("Function"));
         let no_ns = ok.replace(r#""Namespace":"N","#, "");
         assert!(validate_line(&no_ns).is_err());
+    }
+
+    #[test]
+    fn label_values_are_escaped_as_json() {
+        let mut m = emf();
+        m.count_with("A", &[("Reason", "quote\" and \\ and \n")], 1);
+        let line = &m.lines()[0];
+        validate_line(line).unwrap();
+        assert_eq!(parse(line)["Reason"], "quote\" and \\ and \n");
     }
 
     #[tokio::test]
