@@ -63,7 +63,8 @@ fn assert_documented(metrics: &[(String, Vec<String>, Vec<f64>, Value)], functio
         assert_eq!(doc["Function"], function);
         // The function column may list several functions ("consumer, reconciler").
         assert!(
-            docs.get(name).is_some_and(|f| f.split(',').any(|f| f.trim() == function)),
+            docs.get(name)
+                .is_some_and(|f| f.split(',').any(|f| f.trim() == function)),
             "{name} is emitted by {function} but not documented for it in the README"
         );
     }
