@@ -140,7 +140,62 @@ struct Resources {
     bucket: String,
 }
 
+/// The strategy's tables, queues and bucket: deployed from `infra/template.yaml` to moto's
+/// CloudFormation (tests/local-stack/deploy-to-moto translates the SAM template, as AWS does), so
+/// local resources are the production ones. Queue visibility timeouts are then scaled down to
+/// 5 s: the template's suit real time, the scenarios run sped up. Without the deploy script or
+/// Python's SAM translator, the same resources are created directly (and said so).
 async fn create_resources(
+    sdk: &aws_config::SdkConfig,
+    prefix: &str,
+) -> Result<Resources, Box<dyn std::error::Error>> {
+    match deploy_template(prefix).await {
+        Ok(r) => {
+            let sqs = aws::sqs_client(sdk);
+            for q in [&r.notifications_queue, &r.reconcile_queue] {
+                sqs.set_queue_attributes()
+                    .queue_url(q)
+                    .attributes(QueueAttributeName::VisibilityTimeout, "5")
+                    .send()
+                    .await?;
+            }
+            Ok(r)
+        }
+        Err(e) => {
+            eprintln!("deploying infra/template.yaml to moto failed ({e}); creating the resources directly");
+            create_resources_directly(sdk, prefix).await
+        }
+    }
+}
+
+async fn deploy_template(prefix: &str) -> Result<Resources, Box<dyn std::error::Error>> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy-to-moto");
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .args(["--stack-name", prefix])
+        .output()
+        .await?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(err.lines().last().unwrap_or("failed").to_string().into());
+    }
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let env = |k: &str| -> Result<String, Box<dyn std::error::Error>> {
+        Ok(doc["env"][k]
+            .as_str()
+            .ok_or(format!("deploy-to-moto gave no {k}"))?
+            .to_string())
+    };
+    Ok(Resources {
+        notifications_queue: env("NOTIFICATIONS_QUEUE_URL")?,
+        reconcile_queue: env("RECONCILE_QUEUE_URL")?,
+        objects_table: env("OBJECTS_TABLE")?,
+        grants_table: env("GRANTS_TABLE")?,
+        bucket: env("PAYLOAD_BUCKET")?,
+    })
+}
+
+async fn create_resources_directly(
     sdk: &aws_config::SdkConfig,
     prefix: &str,
 ) -> Result<Resources, Box<dyn std::error::Error>> {
