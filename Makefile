@@ -53,6 +53,7 @@ fmt:
 ## Python tools the local stack and tests need (moto, the AWS emulator).
 deps:
 	@$(PYTHON) -c 'import moto.server' 2>/dev/null || $(PYTHON) -m pip install --quiet 'moto[server]>=5.1,<6'
+	@$(PYTHON) -c 'import samtranslator' 2>/dev/null || $(PYTHON) -m pip install --quiet cfn-lint
 
 deps-infra:
 	@command -v cfn-lint >/dev/null || $(PYTHON) -m pip install --quiet cfn-lint
