@@ -4,7 +4,7 @@ PYTHON ?= python3
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: dev demo serve test check-infra build lint fmt deps deps-infra deps-build events clean
+.PHONY: dev demo serve test check-infra build bench lint fmt deps deps-infra deps-build events clean
 
 ## make dev: the main job on a laptop. Starts moto and the Nylas emulator, runs the real functions
 ## for four sync strategies on the same traffic (default scenario: outage) and prints the report
@@ -41,6 +41,12 @@ build: deps-build
 	  test -x target/lambda/$$f/bootstrap || { echo "missing target/lambda/$$f/bootstrap"; exit 1; }; \
 	  echo "target/lambda/$$f/bootstrap: $$(stat -c %s target/lambda/$$f/bootstrap) bytes"; \
 	done
+
+## make bench: every figure of BENCHMARKS.md from one command (release builds, criterion, then the
+## whole-process benchmarks against a fresh moto each); writes them into BENCHMARKS.md. Tens of
+## minutes. BENCH_QUICK=1 for short runs that try the harness.
+bench: deps deps-build
+	tests/bench/run
 
 ## make lint: formatting and clippy, warnings are errors.
 lint:

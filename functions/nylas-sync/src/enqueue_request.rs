@@ -1,16 +1,19 @@
 //! The AWS requests that make one verified notification durable, built without sending them:
 //! one SQS `SendMessage` (the body inline, or a claim check pointing at S3) and, for a body too
-//! large for SQS, the S3 `PutObject` that goes first.
+//! large for SQS, the S3 `PutObject` that goes first. [`crate::queue::SqsNotificationSink`]
+//! sends what [`build`] returns; the benchmarks measure the ingest's CPU up to these requests.
 //!
-//! The benchmarks measure the ingest's CPU per request up to these requests (no network); the
-//! same decisions as [`crate::queue::SqsNotificationSink`] (attributes, inline limit, characters
-//! SQS refuses, content-addressed key). Building a request never sends anything.
+//! Building touches the body twice at most, without copying it: once for its length and once
+//! (memchr) for the code points SQS refuses. A claim-checked payload is keyed by notification
+//! id, not by a hash of its content, which would be a second full pass over a 1 MiB body.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use aws_sdk_s3::operation::put_object::PutObjectInput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::operation::send_message::SendMessageInput;
 use aws_sdk_sqs::types::MessageAttributeValue;
-use sha2::{Digest, Sha256};
 
 use crate::notification::Routing;
 use crate::queue::{attr, ClaimCheck, EnqueueError, Placement};
@@ -33,27 +36,27 @@ pub struct EnqueueRequests {
     pub send_message: SendMessageInput,
 }
 
-/// The attributes of a notification message, and their size as SQS counts it.
-fn attributes(
-    routing: &Routing<'_>,
+/// The attributes of a notification message: name and string value.
+fn attributes<'r>(
+    routing: &'r Routing<'_>,
     payload: &'static str,
-) -> (Vec<(&'static str, String)>, usize) {
-    let mut list = vec![
-        (attr::TYPE, routing.trigger.to_string()),
-        (attr::NOTIFICATION_ID, routing.id.to_string()),
-        (attr::PAYLOAD, payload.to_string()),
-    ];
-    if let Some(g) = &routing.grant_id {
-        list.push((attr::GRANT_ID, g.to_string()));
-    }
-    if let Some(o) = &routing.object_id {
-        list.push((attr::OBJECT_ID, o.to_string()));
-    }
-    let size = list
-        .iter()
+) -> impl Iterator<Item = (&'static str, &'r str)> {
+    [
+        (attr::TYPE, Some(routing.trigger.as_ref())),
+        (attr::NOTIFICATION_ID, Some(routing.id.as_ref())),
+        (attr::PAYLOAD, Some(payload)),
+        (attr::GRANT_ID, routing.grant_id.as_deref()),
+        (attr::OBJECT_ID, routing.object_id.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name, value?)))
+}
+
+/// The size of the attributes as SQS counts it (name, data type and value).
+fn attributes_size(routing: &Routing<'_>, payload: &'static str) -> usize {
+    attributes(routing, payload)
         .map(|(k, v)| k.len() + "String".len() + v.len())
-        .sum();
-    (list, size)
+        .sum()
 }
 
 /// SQS refuses U+FFFE and U+FFFF (EF BF BE / EF BF BF in UTF-8), which JSON allows raw.
@@ -63,9 +66,25 @@ fn sqs_accepts(body: &str) -> bool {
         .all(|i| !(b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF))))
 }
 
-/// Content-addressed key: a retried delivery of the same bytes lands on the same object.
-fn payload_key(body: &[u8]) -> String {
-    format!("notifications/{}.json", hex::encode(Sha256::digest(body)))
+/// `notifications/<notification id>.json`. A redelivery of the same notification lands on the
+/// same object (it differs at most in `webhook_delivery_attempt`), as a content hash would make
+/// it, without hashing the body again. Ids are printable ASCII of at most 256 bytes (checked by
+/// the routing parse); anything but `[A-Za-z0-9._-]` is percent-encoded, so the key is one path
+/// segment whatever the id holds.
+fn payload_key(routing: &Routing<'_>) -> String {
+    let id = routing.id.as_bytes();
+    let mut key = String::with_capacity("notifications/.json".len() + id.len() * 3);
+    key.push_str("notifications/");
+    for &b in id {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            key.push(char::from(b));
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(key, "%{b:02X}");
+        }
+    }
+    key.push_str(".json");
+    key
 }
 
 /// Builds the requests that [`crate::queue::SqsNotificationSink`] sends for `body`.
@@ -74,7 +93,7 @@ pub fn build(
     routing: &Routing<'_>,
     body: String,
 ) -> Result<EnqueueRequests, EnqueueError> {
-    let (_, inline_attr_bytes) = attributes(routing, "inline");
+    let inline_attr_bytes = attributes_size(routing, "inline");
     let inline =
         body.len() + inline_attr_bytes <= destination.max_message_bytes && sqs_accepts(&body);
     let (placement, put_object, message_body, payload) = if inline {
@@ -82,7 +101,7 @@ pub fn build(
     } else {
         let check = ClaimCheck {
             bucket: destination.bucket.clone(),
-            key: payload_key(body.as_bytes()),
+            key: payload_key(routing),
             bytes: body.len() as u64,
         };
         let put = PutObjectInput::builder()
@@ -95,19 +114,21 @@ pub fn build(
         let message = check.to_message_body();
         (Placement::ClaimCheck(check), Some(put), message, "s3")
     };
-    let (attrs, _) = attributes(routing, payload);
-    let mut send = SendMessageInput::builder()
-        .queue_url(&destination.queue_url)
-        .message_body(message_body);
-    for (name, value) in attrs {
+    let mut attrs = HashMap::with_capacity(5);
+    for (name, value) in attributes(routing, payload) {
         let value = MessageAttributeValue::builder()
             .data_type("String")
             .string_value(value)
             .build()
             .map_err(|e| EnqueueError::Sqs(e.to_string()))?;
-        send = send.message_attributes(name, value);
+        attrs.insert(name.to_string(), value);
     }
-    let send_message = send.build().map_err(|e| EnqueueError::Sqs(e.to_string()))?;
+    let send_message = SendMessageInput::builder()
+        .queue_url(&destination.queue_url)
+        .message_body(message_body)
+        .set_message_attributes(Some(attrs))
+        .build()
+        .map_err(|e| EnqueueError::Sqs(e.to_string()))?;
     Ok(EnqueueRequests {
         placement,
         put_object,
@@ -170,6 +191,48 @@ mod tests {
         );
         let attrs = r.send_message.message_attributes().unwrap();
         assert_eq!(attrs[attr::PAYLOAD].string_value(), Some("s3"));
+    }
+
+    #[test]
+    fn payloads_are_keyed_by_notification_id_as_one_safe_path_segment() {
+        let text = body(300_000);
+        let key = |id: &str| {
+            let text = text.replace(r#""id":"n-1""#, &format!(r#""id":"{id}""#));
+            let routing = parse_routing(text.as_bytes()).unwrap();
+            match build(&destination(), &routing, text.clone())
+                .unwrap()
+                .placement
+            {
+                Placement::ClaimCheck(c) => c.key,
+                Placement::Inline => panic!("expected a claim check"),
+            }
+        };
+        assert_eq!(key("n-1"), "notifications/n-1.json");
+        assert_eq!(key("a/../b%c"), "notifications/a%2F..%2Fb%25c.json");
+    }
+
+    #[test]
+    fn the_same_notification_redelivered_lands_on_the_same_key() {
+        let first = body(300_000);
+        let retry = first.replace(r#""time":1"#, r#""time":1,"webhook_delivery_attempt":2"#);
+        let key = |text: &String| {
+            let routing = parse_routing(text.as_bytes()).unwrap();
+            match build(&destination(), &routing, text.clone())
+                .unwrap()
+                .placement
+            {
+                Placement::ClaimCheck(c) => c.key,
+                Placement::Inline => panic!("expected a claim check"),
+            }
+        };
+        assert_eq!(key(&first), key(&retry));
+    }
+
+    #[test]
+    fn non_characters_sqs_refuses_are_detected() {
+        assert!(sqs_accepts("{\"a\":\"é ✓ 𝄞\"}"));
+        assert!(!sqs_accepts("{\"a\":\"\u{FFFF}\"}"));
+        assert!(!sqs_accepts("{\"a\":\"\u{FFFE}\"}"));
     }
 
     #[test]

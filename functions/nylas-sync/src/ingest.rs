@@ -12,7 +12,7 @@ use crate::aws::{self, AwsTimeouts};
 use crate::config::{ConfigError, Env, IngestLimits, Secrets};
 use crate::metrics::{names, Emf};
 use crate::notification::{parse_routing, Routing};
-use crate::queue::{NotificationSink, Placement, SqsNotificationSink};
+use crate::queue::{Destination, NotificationSink, Placement, SqsNotificationSink};
 use crate::secrets::{self, SecretsManagerSource, Verdict, WebhookSecrets};
 use crate::signature::SignatureError;
 
@@ -58,9 +58,11 @@ impl Ingest<SqsNotificationSink> {
             sink: SqsNotificationSink {
                 sqs: aws::sqs_client(&sdk),
                 s3: aws::s3_client(&sdk),
-                queue_url,
-                bucket,
-                max_message_bytes: limits.sqs_max_message_bytes,
+                destination: Destination {
+                    queue_url,
+                    bucket,
+                    max_message_bytes: limits.sqs_max_message_bytes,
+                },
             },
             limits,
         })

@@ -4,11 +4,10 @@
 
 use std::future::Future;
 
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_sqs::types::MessageAttributeValue;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use crate::enqueue_request;
+pub use crate::enqueue_request::Destination;
 use crate::notification::Routing;
 
 /// SQS message attribute names set on every notification message.
@@ -77,52 +76,13 @@ pub trait NotificationSink: Send + Sync {
     ) -> impl Future<Output = Result<Placement, EnqueueError>> + Send;
 }
 
-/// The SQS (+ S3 for large bodies) adapter.
+/// The SQS (+ S3 for large bodies) adapter: sends the requests [`crate::enqueue_request::build`]
+/// decides (the S3 upload first, then the message).
 #[derive(Clone)]
 pub struct SqsNotificationSink {
     pub sqs: aws_sdk_sqs::Client,
     pub s3: aws_sdk_s3::Client,
-    pub queue_url: String,
-    pub bucket: String,
-    /// Body plus attributes above this go to S3.
-    pub max_message_bytes: usize,
-}
-
-/// The attributes of a notification message, and their size as SQS counts it.
-fn attributes(
-    routing: &Routing<'_>,
-    payload: &'static str,
-) -> (Vec<(&'static str, String)>, usize) {
-    let mut list = vec![
-        (attr::TYPE, routing.trigger.to_string()),
-        (attr::NOTIFICATION_ID, routing.id.to_string()),
-        (attr::PAYLOAD, payload.to_string()),
-    ];
-    if let Some(g) = &routing.grant_id {
-        list.push((attr::GRANT_ID, g.to_string()));
-    }
-    if let Some(o) = &routing.object_id {
-        list.push((attr::OBJECT_ID, o.to_string()));
-    }
-    let size = list
-        .iter()
-        .map(|(k, v)| k.len() + "String".len() + v.len())
-        .sum();
-    (list, size)
-}
-
-/// SQS refuses a few code points that JSON allows raw in strings (U+FFFE, U+FFFF). A body that
-/// holds one goes through S3 rather than being refused, which would make Nylas retry in vain.
-fn sqs_accepts(body: &str) -> bool {
-    // U+FFFE and U+FFFF are EF BF BE and EF BF BF in UTF-8; memchr finds the rare lead byte fast.
-    let b = body.as_bytes();
-    memchr::memchr_iter(0xEF, b)
-        .all(|i| !(b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF))))
-}
-
-/// Content-addressed key: a retried delivery of the same bytes lands on the same object.
-fn payload_key(body: &[u8]) -> String {
-    format!("notifications/{}.json", hex::encode(Sha256::digest(body)))
+    pub destination: Destination,
 }
 
 impl NotificationSink for SqsNotificationSink {
@@ -131,48 +91,32 @@ impl NotificationSink for SqsNotificationSink {
         routing: &Routing<'_>,
         body: String,
     ) -> Result<Placement, EnqueueError> {
-        let (_, inline_attr_bytes) = attributes(routing, "inline");
-        let (placement, message_body, payload) =
-            if body.len() + inline_attr_bytes <= self.max_message_bytes && sqs_accepts(&body) {
-                (Placement::Inline, body, "inline")
-            } else {
-                let check = ClaimCheck {
-                    bucket: self.bucket.clone(),
-                    key: payload_key(body.as_bytes()),
-                    bytes: body.len() as u64,
-                };
-                self.s3
-                    .put_object()
-                    .bucket(&check.bucket)
-                    .key(&check.key)
-                    .content_type("application/json")
-                    .body(ByteStream::from(body.into_bytes()))
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        EnqueueError::S3(aws_sdk_s3::error::DisplayErrorContext(e).to_string())
-                    })?;
-                let message = check.to_message_body();
-                (Placement::ClaimCheck(check), message, "s3")
-            };
-        let (attrs, _) = attributes(routing, payload);
-        let mut send = self
-            .sqs
-            .send_message()
-            .queue_url(&self.queue_url)
-            .message_body(message_body);
-        for (name, value) in attrs {
-            let value = MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(value)
-                .build()
-                .map_err(|e| EnqueueError::Sqs(e.to_string()))?;
-            send = send.message_attributes(name, value);
+        let requests = enqueue_request::build(&self.destination, routing, body)?;
+        if let Some(put) = requests.put_object {
+            self.s3
+                .put_object()
+                .set_bucket(put.bucket)
+                .set_key(put.key)
+                .set_content_type(put.content_type)
+                .body(put.body)
+                .send()
+                .await
+                .map_err(|e| {
+                    EnqueueError::S3(aws_sdk_s3::error::DisplayErrorContext(e).to_string())
+                })?;
         }
-        send.send().await.map_err(|e| {
-            EnqueueError::Sqs(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
-        })?;
-        Ok(placement)
+        let send = requests.send_message;
+        self.sqs
+            .send_message()
+            .set_queue_url(send.queue_url)
+            .set_message_body(send.message_body)
+            .set_message_attributes(send.message_attributes)
+            .send()
+            .await
+            .map_err(|e| {
+                EnqueueError::Sqs(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+            })?;
+        Ok(requests.placement)
     }
 }
 
@@ -192,18 +136,5 @@ mod tests {
             ClaimCheck::from_message_body(r#"{"type":"message.created"}"#),
             None
         );
-    }
-
-    #[test]
-    fn non_characters_sqs_refuses_are_detected() {
-        assert!(sqs_accepts("{\"a\":\"é ✓ 𝄞\"}"));
-        assert!(!sqs_accepts("{\"a\":\"\u{FFFF}\"}"));
-        assert!(!sqs_accepts("{\"a\":\"\u{FFFE}\"}"));
-    }
-
-    #[test]
-    fn payload_keys_are_content_addressed() {
-        assert_eq!(payload_key(b"a"), payload_key(b"a"));
-        assert_ne!(payload_key(b"a"), payload_key(b"b"));
     }
 }

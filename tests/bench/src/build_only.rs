@@ -12,6 +12,7 @@ pub struct BuildOnlySink {
 }
 
 impl Default for BuildOnlySink {
+    /// The ingest's defaults: SQS's 256 KiB message limit, above which the body goes to S3.
     fn default() -> Self {
         Self {
             destination: Destination {
@@ -22,7 +23,6 @@ impl Default for BuildOnlySink {
         }
     }
 }
-
 impl NotificationSink for BuildOnlySink {
     async fn enqueue(
         &self,

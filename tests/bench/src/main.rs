@@ -106,6 +106,14 @@ enum Command {
         #[arg(long)]
         step: u64,
     },
+    /// (For a profiler) runs verify + parse + build `iters` times on one body, nothing else:
+    /// `valgrind --tool=callgrind bench profile-ingest --bytes 1048576` on an unstripped build.
+    ProfileIngest {
+        #[arg(long, default_value_t = 2048)]
+        bytes: usize,
+        #[arg(long, default_value_t = 200)]
+        iters: usize,
+    },
     /// Writes the figures (and criterion's medians) into BENCHMARKS.md between its markers.
     Report {
         /// criterion's output directory (`$CRITERION_HOME`, default `<target>/criterion`).
@@ -180,6 +188,7 @@ fn main() -> Result<(), Error> {
             let out = runtime.block_on(load(&url, &secret, rate, seconds, body_bytes, step))?;
             println!("{}", serde_json::to_string(&out)?);
         }
+        Command::ProfileIngest { bytes, iters } => profile_ingest(bytes, iters),
         Command::Report { criterion_dir, doc } => {
             let mut r = Results::load(&results);
             r.machine = Some(machine());
@@ -1061,6 +1070,32 @@ async fn end_to_end(
 }
 
 // ---------------------------------------------------------------------------------------------
+
+fn profile_ingest(bytes: usize, iters: usize) {
+    use nylas_sync::config::WebhookSecret;
+    use nylas_sync::enqueue_request::build;
+    use nylas_sync::notification::parse_routing;
+    use nylas_sync::signature::verify_signature;
+    let secret = "bench-secret";
+    let s = signed(message_created("n-1", "g-1", "m-1", bytes), secret);
+    let secrets = vec![WebhookSecret::new(secret)];
+    let sink = bench::build_only::BuildOnlySink::default();
+    for _ in 0..iters {
+        // As the handler: the body arrives as text (API Gateway's event is JSON).
+        let text = s.body.clone();
+        let verified = verify_signature(&secrets, Some(s.signature.as_bytes()), text.as_bytes());
+        assert!(verified.is_ok());
+        let r = parse_routing(text.as_bytes()).expect("routing");
+        let routing = nylas_sync::notification::Routing {
+            id: r.id.into_owned().into(),
+            trigger: r.trigger.into_owned().into(),
+            time: r.time,
+            grant_id: r.grant_id.map(|g| g.into_owned().into()),
+            object_id: r.object_id.map(|o| o.into_owned().into()),
+        };
+        std::hint::black_box(build(&sink.destination, &routing, text).expect("build"));
+    }
+}
 
 fn command_line(program: &str, args: &[&str]) -> String {
     std::process::Command::new(program)

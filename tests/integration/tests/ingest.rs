@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use nylas_sync::config::{IngestLimits, WebhookSecret};
 use nylas_sync::ingest::Ingest;
-use nylas_sync::queue::{attr, ClaimCheck, SqsNotificationSink};
+use nylas_sync::queue::{attr, ClaimCheck, Destination, SqsNotificationSink};
 use support::*;
 
 struct Fixture {
@@ -469,9 +469,11 @@ async fn when_sqs_does_not_answer_the_ingest_gives_up_in_time_with_503() {
         sink: SqsNotificationSink {
             sqs: aws_sdk_sqs::Client::from_conf(hanging),
             s3: aws.s3.clone(),
-            queue_url: format!("http://{addr}/123456789012/q"),
-            bucket: "unused".into(),
-            max_message_bytes: 262_144,
+            destination: Destination {
+                queue_url: format!("http://{addr}/123456789012/q"),
+                bucket: "unused".into(),
+                max_message_bytes: 262_144,
+            },
         },
     };
     let body = message_created("notif-slow", "grant-1", "msg-1", 10);
