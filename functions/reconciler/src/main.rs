@@ -9,8 +9,16 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use nylas_sync::config::ProcessEnv;
 use nylas_sync::reconcile::Reconciler;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
+    // First, while the process has one thread: it may set SSL_CERT_FILE (see nylas_sync::tls).
+    nylas_sync::tls::prefer_system_bundle();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> Result<(), Error> {
     nylas_sync::telemetry::init();
     let reconciler = match Reconciler::from_env(&ProcessEnv).await {
         Ok(r) => Arc::new(r),

@@ -740,7 +740,11 @@ async fn fan_out(n: u64) -> Result<figures::FanOutRun, Error> {
     let jobs = count(QueueAttributeName::ApproximateNumberOfMessages)
         + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
         + count(QueueAttributeName::ApproximateNumberOfMessagesDelayed);
-    if out.grants != n || jobs != n {
+    // SQS acknowledged every entry (the scheduler counts successful entries of the batch
+    // responses). The queue's count is a cross-check only: moto sums three approximate
+    // counts walked one after the other, and a delayed job that becomes visible between two
+    // walks is missed (as ApproximateNumberOfMessages* may on AWS).
+    if out.grants != n || jobs > n || jobs < n - n / 100 {
         return Err(format!(
             "fan-out enqueued {} jobs ({} on the queue) for {n} grants",
             out.grants, jobs
