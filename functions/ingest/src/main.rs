@@ -8,12 +8,7 @@ use nylas_sync::config::ProcessEnv;
 use nylas_sync::ingest::Ingest;
 
 fn main() -> Result<(), Error> {
-    // First, while the process has one thread: it may set SSL_CERT_FILE (see nylas_sync::tls).
-    nylas_sync::tls::prefer_system_bundle();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run())
+    nylas_sync::tls::run_function(run)
 }
 
 async fn run() -> Result<(), Error> {

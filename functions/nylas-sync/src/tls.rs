@@ -33,6 +33,20 @@ pub fn prefer_system_bundle() {
     }
 }
 
+/// Runs a function binary's `main`: settles the trust store while the process still has one
+/// thread, then runs `main` on a multi-threaded tokio runtime.
+pub fn run_function<F, E>(main: impl FnOnce() -> F) -> Result<(), E>
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: From<std::io::Error>,
+{
+    prefer_system_bundle();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(main())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
