@@ -3,6 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 CARGO ?= cargo
 ARGS ?=
+# Where cargo lambda puts the bootstraps (it follows CARGO_TARGET_DIR).
+LAMBDA_DIR ?= $(or $(CARGO_TARGET_DIR),target)/lambda
 
 .PHONY: dev demo serve test check-infra build bench lint fmt deps deps-infra deps-build events clean
 
@@ -38,8 +40,9 @@ check-infra: deps-infra
 build: deps-build
 	cargo lambda build --release --arm64 --locked --bin ingest --bin consumer --bin scheduler --bin reconciler
 	@for f in ingest consumer scheduler reconciler; do \
-	  test -x target/lambda/$$f/bootstrap || { echo "missing target/lambda/$$f/bootstrap"; exit 1; }; \
-	  echo "target/lambda/$$f/bootstrap: $$(stat -c %s target/lambda/$$f/bootstrap) bytes"; \
+	  b=$(LAMBDA_DIR)/$$f/bootstrap; \
+	  test -x $$b || { echo "missing $$b"; exit 1; }; \
+	  echo "$$b: $$(stat -c %s $$b) bytes"; \
 	done
 
 ## make bench: every figure of BENCHMARKS.md from one command (release builds, criterion, then the
