@@ -33,13 +33,17 @@ pub fn cpu(pid: u32) -> io::Result<Duration> {
     clock_time(clock)
 }
 
-fn status_kib(pid: u32, field: &str) -> io::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+fn field_kib(status: &str, pid: u32, field: &str) -> io::Result<u64> {
     status
         .lines()
         .find_map(|l| l.strip_prefix(field))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .ok_or_else(|| io::Error::other(format!("no {field} in /proc/{pid}/status")))
+}
+
+fn status_kib(pid: u32, field: &str) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    field_kib(&status, pid, field)
 }
 
 /// Peak resident set size (`VmHWM`) of `pid`, in KiB.
@@ -102,7 +106,14 @@ mod tests {
         }
         assert!(cpu(std::process::id()).unwrap() > before);
         assert!(self_cpu() > Duration::ZERO);
-        assert!(peak_rss_kib(std::process::id()).unwrap() >= rss_kib(std::process::id()).unwrap());
+        // One reading: other test threads may allocate between two.
+        let me = std::process::id();
+        let status = std::fs::read_to_string(format!("/proc/{me}/status")).unwrap();
+        let peak = field_kib(&status, me, "VmHWM:").unwrap();
+        let current = field_kib(&status, me, "VmRSS:").unwrap();
+        assert!(peak >= current && current > 0, "{peak} {current}");
+        assert!(peak_rss_kib(std::process::id()).unwrap() > 0);
+        assert!(rss_kib(std::process::id()).unwrap() > 0);
         assert_eq!(port_of("http://127.0.0.1:5000"), Some(5000));
     }
 }
