@@ -228,7 +228,7 @@ impl<S: NotificationSink> Ingest<S> {
             );
         };
         let routing = match parse_routing(text.as_bytes()) {
-            Ok(r) => into_owned(r),
+            Ok(r) => r.into_owned(),
             Err(e) => {
                 return Outcome::refused(
                     StatusCode::BAD_REQUEST,
@@ -259,16 +259,6 @@ impl<S: NotificationSink> Ingest<S> {
                 "notification not stored; retry",
             ),
         }
-    }
-}
-
-fn into_owned(r: Routing<'_>) -> Routing<'static> {
-    Routing {
-        id: r.id.into_owned().into(),
-        trigger: r.trigger.into_owned().into(),
-        time: r.time,
-        grant_id: r.grant_id.map(|g| g.into_owned().into()),
-        object_id: r.object_id.map(|o| o.into_owned().into()),
     }
 }
 

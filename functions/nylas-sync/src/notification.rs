@@ -62,6 +62,18 @@ impl Routing<'_> {
     pub fn kind(&self) -> ObjectKind {
         ObjectKind::of(&self.trigger)
     }
+
+    /// The same fields, owned: the routing outlives the body it was parsed from (the ingest
+    /// moves the body into the SQS request and logs the routing afterwards).
+    pub fn into_owned(self) -> Routing<'static> {
+        Routing {
+            id: self.id.into_owned().into(),
+            trigger: self.trigger.into_owned().into(),
+            time: self.time,
+            grant_id: self.grant_id.map(|g| g.into_owned().into()),
+            object_id: self.object_id.map(|o| o.into_owned().into()),
+        }
+    }
 }
 
 /// Why a notification body was refused. Messages are safe to return to the caller.

@@ -12,7 +12,6 @@
 //! and their ratios hold on a machine busy with other work (time the thread waits for a core is
 //! not counted). `make bench` reads the medians and writes the ratios into BENCHMARKS.md.
 
-use std::borrow::Cow;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ use nylas_sync::apigw::{http_api_event, request_from_event, HttpRequestParts};
 use nylas_sync::config::{IngestLimits, WebhookSecret};
 use nylas_sync::enqueue_request::build;
 use nylas_sync::ingest::Ingest;
-use nylas_sync::notification::{parse_routing, Routing};
+use nylas_sync::notification::parse_routing;
 use nylas_sync::signature::verify_signature;
 use sha2::{Digest, Sha256};
 
@@ -98,16 +97,6 @@ impl ValueFormatter for CpuFormatter {
 
 const SECRET: &str = "whsec-0123456789abcdef0123456789abcdef";
 
-fn owned(r: Routing<'_>) -> Routing<'static> {
-    Routing {
-        id: Cow::Owned(r.id.into_owned()),
-        trigger: Cow::Owned(r.trigger.into_owned()),
-        time: r.time,
-        grant_id: r.grant_id.map(|g| Cow::Owned(g.into_owned())),
-        object_id: r.object_id.map(|o| Cow::Owned(o.into_owned())),
-    }
-}
-
 fn ingest_benches(c: &mut Criterion<ThreadCpu>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -145,7 +134,7 @@ fn ingest_benches(c: &mut Criterion<ThreadCpu>) {
         group.bench_function("parse_routing", |b| {
             b.iter(|| parse_routing(black_box(&raw)).map(|r| r.time))
         });
-        let routing = owned(parse_routing(&raw).expect("routing"));
+        let routing = parse_routing(&raw).expect("routing").into_owned();
         group.bench_function("build_requests", |b| {
             b.iter_batched(
                 || s.body.clone(),
@@ -158,7 +147,9 @@ fn ingest_benches(c: &mut Criterion<ThreadCpu>) {
                 || s.body.clone(),
                 |text| {
                     verify_signature(&secrets, Some(sig), text.as_bytes()).expect("signed");
-                    let routing = owned(parse_routing(text.as_bytes()).expect("routing"));
+                    let routing = parse_routing(text.as_bytes())
+                        .expect("routing")
+                        .into_owned();
                     black_box(build(&destination, &routing, text).expect("build")).placement
                 },
                 BatchSize::LargeInput,

@@ -1104,14 +1104,9 @@ fn profile_ingest(bytes: usize, iters: usize) {
         let text = s.body.clone();
         let verified = verify_signature(&secrets, Some(s.signature.as_bytes()), text.as_bytes());
         assert!(verified.is_ok());
-        let r = parse_routing(text.as_bytes()).expect("routing");
-        let routing = nylas_sync::notification::Routing {
-            id: r.id.into_owned().into(),
-            trigger: r.trigger.into_owned().into(),
-            time: r.time,
-            grant_id: r.grant_id.map(|g| g.into_owned().into()),
-            object_id: r.object_id.map(|o| o.into_owned().into()),
-        };
+        let routing = parse_routing(text.as_bytes())
+            .expect("routing")
+            .into_owned();
         std::hint::black_box(build(&sink.destination, &routing, text).expect("build"));
     }
 }
