@@ -6,7 +6,7 @@ ARGS ?=
 # Where cargo lambda puts the bootstraps (it follows CARGO_TARGET_DIR).
 LAMBDA_DIR ?= $(or $(CARGO_TARGET_DIR),target)/lambda
 
-.PHONY: dev demo serve test check-infra build bench lint fmt deps deps-infra deps-build events clean
+.PHONY: dev demo serve test conformance check-infra build bench lint fmt deps deps-infra deps-build events clean
 
 ## make dev: the main job on a laptop. Starts moto and the Nylas emulator, runs the real functions
 ## for four sync strategies on the same traffic (default scenario: outage) and prints the report
@@ -23,12 +23,23 @@ serve: deps
 	MOTO_PORT=$${MOTO_PORT:-5000} tests/with-moto $(CARGO) run -q -p local-stack -- --serve $(ARGS)
 
 ## make test: unit, property, emulator and moto-backed integration and scenario tests (moto started
-## for the run), the template checks (cfn-lint, sam validate --lint) and the Lambda build
+## for the run), the SDK conformance suite (make conformance), the template checks (cfn-lint,
+## sam validate --lint) and the Lambda build
 ## (cargo lambda build --release --arm64; SKIP_LAMBDA_BUILD=1 skips it for a quick local loop).
 test: deps
 	tests/with-moto $(CARGO) test --workspace --locked $(ARGS)
+	$(MAKE) conformance
 	$(MAKE) check-infra
 	@if [ -z "$$SKIP_LAMBDA_BUILD" ]; then $(MAKE) build; else echo "SKIP_LAMBDA_BUILD set: arm64 build skipped"; fi
+
+## make conformance: the emulator driven by the official Nylas Python SDK (nylas==6.18.0), its
+## answers and notifications checked against Nylas's published API (tests/conformance/README.md).
+NYLAS_EMULATOR_BIN ?= $(or $(CARGO_TARGET_DIR),target)/debug/nylas-emulator
+conformance:
+	$(CARGO) build -p nylas-emulator --locked
+	@$(PYTHON) -c 'import importlib.metadata as m, pytest; assert m.version("nylas") == "6.18.0"' 2>/dev/null \
+	  || $(PYTHON) -m pip install --quiet -r tests/conformance/requirements.txt
+	NYLAS_EMULATOR_BIN=$(NYLAS_EMULATOR_BIN) $(PYTHON) -B -m pytest tests/conformance -q -p no:cacheprovider
 
 ## The template is valid CloudFormation and valid SAM (both linters clean).
 check-infra: deps-infra

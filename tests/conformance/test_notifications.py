@@ -82,7 +82,8 @@ def produced(emulator, receiver):
         of = lambda e: e.get("data", {}).get("object", {}).get("grant_id") == gid  # noqa: E731
         p.expect("grant.created", of)
         emu.control("POST", f"/_emulator/grants/{gid}/expire")
-        # Nylas may send grant.expired up to 10 minutes late; the emulator at 1x is given 15 s.
+        # Nylas may send grant.expired up to 10 minutes late; the suite starts the emulator with
+        # a lag of at most 3 s, and re-authenticates only once it arrived.
         p.expect("grant.expired", of)
         emu.control("POST", f"/_emulator/grants/{gid}/reauthenticate")
         p.expect("grant.updated", of)
