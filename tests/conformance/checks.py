@@ -34,7 +34,7 @@ def known_differences(path=README):
     if nxt:
         body = body[:nxt.start()]
     known = {}
-    bullets = re.split(r"^- ", body, flags=re.M)[1:]
+    bullets = re.split(r"^\s*- ", body, flags=re.M)[1:]  # nested bullets are bullets of their own
     for bullet in bullets:
         flat = " ".join(bullet.split())
         reason = TAG.sub("", flat).strip(" ()[];,")

@@ -81,12 +81,20 @@ def produced(emulator, receiver):
         gid = answer.get("grant_id") or answer.get("id")
         of = lambda e: e.get("data", {}).get("object", {}).get("grant_id") == gid  # noqa: E731
         p.expect("grant.created", of)
+        try:  # an ordinary update (25014), where the emulator offers it
+            emu.control("POST", f"/_emulator/grants/{gid}/update")
+            n = receiver.wait_for(lambda e: e.get("type") == "grant.updated" and of(e), path="/hook/main")
+            p.items["grant.updated/ordinary"] = (n, None if n else "no grant.updated after an ordinary update")
+        except Exception as e:
+            p.items["grant.updated/ordinary"] = (None, f"no ordinary grant update: {e}"[:300])
         emu.control("POST", f"/_emulator/grants/{gid}/expire")
         # Nylas may send grant.expired up to 10 minutes late; the suite starts the emulator with
         # a lag of at most 3 s, and re-authenticates only once it arrived.
         p.expect("grant.expired", of)
         emu.control("POST", f"/_emulator/grants/{gid}/reauthenticate")
-        p.expect("grant.updated", of)
+        ordinary = (p.items.get("grant.updated/ordinary") or (None,))[0]
+        oid = ordinary["envelope"].get("id") if ordinary else None
+        p.expect("grant.updated", lambda e: of(e) and e.get("id") != oid)
         emu.control("POST", f"/_emulator/grants/{gid}/delete")
         p.expect("grant.deleted", of)
 
@@ -136,6 +144,9 @@ def test_notification(trigger, produced, spec, emulator, conformance):
         if "codes" in shape:
             cf.check("code", obj.get("code") in shape["codes"], f"code {obj.get('code')!r}, expected one of {shape['codes']}")
         if trigger == "grant.updated":
+            o, oerr = produced.items.get("grant.updated/ordinary", (None, "not produced"))
+            ocode = ((o or {}).get("envelope") or {}).get("data", {}).get("object", {}).get("code") if o else None
+            cf.check("code-ordinary-update", ocode == 25014, oerr or f"an ordinary update carries code {ocode!r}, not 25014")
             cf.check("code-reauthentication", obj.get("code") == 25027 and obj.get("reauthentication_flag") is True,
                      f"a re-authentication must carry code 25027 and reauthentication_flag true, got "
                      f"{obj.get('code')!r}/{obj.get('reauthentication_flag')!r}")
