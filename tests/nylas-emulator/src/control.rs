@@ -49,6 +49,22 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         )
         .route("/_emulator/grants/{grant_id}/events", post(create_event))
         .route(
+            "/_emulator/grants/{grant_id}/events/{event_id}/move-occurrence",
+            post(move_occurrence),
+        )
+        .route(
+            "/_emulator/grants/{grant_id}/events/{event_id}/cancel-occurrence",
+            post(cancel_occurrence),
+        )
+        .route(
+            "/_emulator/grants/{grant_id}/calendars",
+            post(create_calendar),
+        )
+        .route(
+            "/_emulator/grants/{grant_id}/calendars/{calendar_id}",
+            patch(update_calendar).delete(delete_calendar),
+        )
+        .route(
             "/_emulator/grants/{grant_id}/events/{event_id}",
             patch(update_event).delete(delete_event),
         )
@@ -171,8 +187,17 @@ async fn add_destination(State(s): S, body: Bytes) -> R {
     ok(json!({"id": id, "webhook_secret": secret}))
 }
 
-async fn add_grant(State(s): S) -> R {
-    let id = s.mutate(|m, now, out| m.add_grant(now, out));
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct GrantBody {
+    /// `google` (default) or `icloud`.
+    provider: Option<String>,
+}
+
+async fn add_grant(State(s): S, body: Bytes) -> R {
+    let b: GrantBody = body_json(&body)?;
+    let provider = b.provider.unwrap_or_else(|| "google".to_string());
+    let id = s.mutate(|m, now, out| m.add_grant_with(&provider, now, out));
     ok(json!({"grant_id": id}))
 }
 
@@ -237,6 +262,10 @@ async fn delete_message(State(s): S, Path((grant_id, message_id)): Path<(String,
 #[serde(default)]
 struct EventBody {
     calendar_id: Option<String>,
+    /// With `start_time`, the event is exactly `EventSpec` (`title`, `start_time`, `end_time`,
+    /// `recurrence`); without, a generated event in the next two weeks.
+    #[serde(flatten)]
+    spec: crate::calendar::EventSpec,
 }
 
 async fn create_event(State(s): S, Path(grant_id): Path<String>, body: Bytes) -> R {
@@ -251,9 +280,98 @@ async fn create_event(State(s): S, Path(grant_id): Path<String>, body: Bytes) ->
     let Some(calendar) = calendar else {
         return Err(ApiError::not_found("grant not found"));
     };
+    let exact = serde_json::from_slice::<Value>(&body)
+        .is_ok_and(|v| v.get("start_time").is_some_and(|t| !t.is_null()));
+    if exact {
+        let spec = b.spec;
+        return match s
+            .mutate(|m, now, out| m.create_event_spec(&grant_id, &calendar, spec, now, out))
+        {
+            Some(v) => ok(v),
+            None => Err(ApiError::invalid(
+                "unknown grant or calendar, end_time before start_time, or unsupported recurrence",
+            )),
+        };
+    }
     found(
         s.mutate(|m, now, out| m.create_event(&grant_id, &calendar, now, out)),
         "grant or calendar",
+    )
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct OccurrenceBody {
+    original_start: i64,
+    start_time: i64,
+    end_time: i64,
+}
+
+async fn move_occurrence(
+    State(s): S,
+    Path((grant_id, master_id)): Path<(String, String)>,
+    body: Bytes,
+) -> R {
+    let b: OccurrenceBody = body_json(&body)?;
+    found(
+        s.mutate(|m, now, out| {
+            m.move_occurrence(
+                &grant_id,
+                &master_id,
+                b.original_start,
+                b.start_time,
+                b.end_time,
+                now,
+                out,
+            )
+        }),
+        "occurrence",
+    )
+}
+
+async fn cancel_occurrence(
+    State(s): S,
+    Path((grant_id, master_id)): Path<(String, String)>,
+    body: Bytes,
+) -> R {
+    let b: OccurrenceBody = body_json(&body)?;
+    let done = s.mutate(|m, now, out| {
+        m.cancel_occurrence(&grant_id, &master_id, b.original_start, now, out)
+    });
+    found(done.then(|| json!({"cancelled": true})), "occurrence")
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct CalendarBody {
+    name: String,
+}
+
+async fn create_calendar(State(s): S, Path(grant_id): Path<String>, body: Bytes) -> R {
+    let b: CalendarBody = body_json(&body)?;
+    found(
+        s.mutate(|m, now, out| m.create_calendar(&grant_id, &b.name, now, out)),
+        "grant",
+    )
+}
+
+async fn update_calendar(
+    State(s): S,
+    Path((grant_id, calendar_id)): Path<(String, String)>,
+    body: Bytes,
+) -> R {
+    let b: CalendarBody = body_json(&body)?;
+    found(
+        s.mutate(|m, now, out| m.update_calendar(&grant_id, &calendar_id, &b.name, now, out)),
+        "calendar",
+    )
+}
+
+async fn delete_calendar(State(s): S, Path((grant_id, calendar_id)): Path<(String, String)>) -> R {
+    let deleted = s.mutate(|m, now, out| m.delete_calendar(&grant_id, &calendar_id, now, out));
+    found(
+        deleted.then(|| json!({"deleted": true})),
+        "secondary calendar",
     )
 }
 

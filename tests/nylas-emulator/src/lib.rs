@@ -13,11 +13,13 @@
 
 mod activity;
 mod api;
+mod calendar;
 mod clock;
 mod control;
 mod delivery;
 mod faults;
 mod model;
+mod recurrence;
 mod rng;
 mod stats;
 mod webhooks;
@@ -33,12 +35,14 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use calendar::EventSpec;
 pub use delivery::sign;
 pub use faults::{FaultWindow, Faults};
 pub use model::{
     Attachment, Calendar, DeletedEvent, Event, EventChange, EventParticipant, GrantTruth, Message,
     MessageChange, MessageSpec, Participant, Truth, When, DEFAULT_TRUNCATION_THRESHOLD_BYTES,
 };
+pub use recurrence::occurrence_id;
 pub use stats::{ApiRequestCount, ApiStats, DeliveryCounts, Stats, WebhookStats};
 
 use clock::Clock;
@@ -83,7 +87,11 @@ pub struct EmulatorConfig {
     /// `*.truncated`, without `body`.
     pub truncation_threshold_bytes: usize,
     pub initial_messages_per_grant: usize,
+    /// Single events per grant at start, spread from ~13 months ago to ~20 months ahead.
     pub initial_events_per_grant: usize,
+    /// Weekly recurring series per grant at start (52 weeks, half of them past), each with one
+    /// moved occurrence (3 weeks ago) and one cancelled occurrence (in 2 weeks).
+    pub recurring_series_per_grant: usize,
 }
 
 impl Default for EmulatorConfig {
@@ -106,6 +114,7 @@ impl Default for EmulatorConfig {
             truncation_threshold_bytes: DEFAULT_TRUNCATION_THRESHOLD_BYTES,
             initial_messages_per_grant: 5,
             initial_events_per_grant: 3,
+            recurring_series_per_grant: 1,
         }
     }
 }
@@ -319,6 +328,7 @@ impl Emulator {
             events_per_minute: config.events_per_minute,
             initial_messages: config.initial_messages_per_grant,
             initial_events: config.initial_events_per_grant,
+            recurring_series: config.recurring_series_per_grant,
         });
         let shared = Arc::new(Shared {
             clock,
@@ -451,6 +461,13 @@ impl Emulator {
         self.shared.mutate(|m, now, out| m.add_grant(now, out))
     }
 
+    /// Adds a grant of `provider` (`google` or `icloud`; iCloud grants refuse event listings
+    /// over one year and ignore `show_cancelled`) and notifies `grant.created`.
+    pub fn add_grant_with(&self, provider: &str) -> String {
+        self.shared
+            .mutate(|m, now, out| m.add_grant_with(provider, now, out))
+    }
+
     /// Creates a message and notifies `message.created` (or `.truncated`). Returns the stored
     /// object, or `Value::Null` when the grant does not exist.
     pub fn create_message(&self, grant: &str, spec: MessageSpec) -> Value {
@@ -492,6 +509,63 @@ impl Emulator {
         self.shared
             .mutate(|m, now, out| m.create_event(grant, calendar_id, now, out))
             .unwrap_or(Value::Null)
+    }
+
+    /// Creates exactly the event of `spec` (a recurring master when `spec.recurrence` is set)
+    /// and notifies `event.created`. `Value::Null` when the grant or calendar is unknown, the
+    /// times are reversed, or the recurrence is not supported (see `README.md`).
+    pub fn create_event_spec(&self, grant: &str, calendar_id: &str, spec: EventSpec) -> Value {
+        self.shared
+            .mutate(|m, now, out| m.create_event_spec(grant, calendar_id, spec, now, out))
+            .unwrap_or(Value::Null)
+    }
+
+    /// Moves the occurrence of `master_id` originally starting at `original_start` to
+    /// `new_start`..`new_end`: it becomes an exception (id `occurrence_id(master_id,
+    /// original_start)`, `master_event_id`, `original_start_time`), notified as `event.updated`.
+    /// Returns the exception, or `Value::Null` when there is no such occurrence.
+    pub fn move_occurrence(
+        &self,
+        grant: &str,
+        master_id: &str,
+        original_start: i64,
+        new_start: i64,
+        new_end: i64,
+    ) -> Value {
+        self.shared
+            .mutate(|m, now, out| {
+                m.move_occurrence(
+                    grant,
+                    master_id,
+                    original_start,
+                    new_start,
+                    new_end,
+                    now,
+                    out,
+                )
+            })
+            .unwrap_or(Value::Null)
+    }
+
+    /// Cancels one occurrence of a series: it stays as a cancelled exception and the master's
+    /// `event.updated` carries `cancelled_occurrences`. False when there is no such occurrence.
+    pub fn cancel_occurrence(&self, grant: &str, master_id: &str, original_start: i64) -> bool {
+        self.shared
+            .mutate(|m, now, out| m.cancel_occurrence(grant, master_id, original_start, now, out))
+    }
+
+    /// Renames a calendar and notifies `calendar.updated`. `Value::Null` when unknown.
+    pub fn update_calendar(&self, grant: &str, calendar_id: &str, name: &str) -> Value {
+        self.shared
+            .mutate(|m, now, out| m.update_calendar(grant, calendar_id, name, now, out))
+            .unwrap_or(Value::Null)
+    }
+
+    /// Deletes a secondary calendar with its events and notifies `calendar.deleted` (no
+    /// `event.deleted` for the events). False when unknown or primary.
+    pub fn delete_calendar(&self, grant: &str, calendar_id: &str) -> bool {
+        self.shared
+            .mutate(|m, now, out| m.delete_calendar(grant, calendar_id, now, out))
     }
 
     /// Changes an event (moves `updated_at`) and notifies `event.updated`. `Value::Null` when unknown.

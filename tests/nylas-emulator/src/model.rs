@@ -144,9 +144,15 @@ pub struct Event {
     pub participants: Vec<EventParticipant>,
     pub organizer: Participant,
     pub location: Option<String>,
+    /// Set on exceptions (and expanded occurrences) of a recurring series.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master_event_id: Option<String>,
+    /// `RRULE`/`EXDATE` strings; only on a recurring master, as in Nylas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recurrence: Option<Vec<String>>,
+    /// The occurrence's start in the series, on exceptions and expanded occurrences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_start_time: Option<i64>,
     pub ical_uid: String,
     pub created_at: i64,
     pub updated_at: i64,
@@ -285,6 +291,8 @@ pub(crate) struct Grant {
     pub(crate) deleted_message_ids: BTreeSet<String>,
     pub(crate) deleted_events: BTreeMap<String, String>,
     pub(crate) deleted_calendar_ids: BTreeSet<String>,
+    /// Deleted occurrences of recurring masters (original starts), so they stay gone.
+    pub(crate) deleted_occurrences: BTreeMap<String, BTreeSet<i64>>,
     /// Notifications produced while expired, replayed on re-authentication within 72 h.
     pub(crate) held: Vec<Notification>,
     revision: u64,
@@ -373,6 +381,7 @@ pub(crate) struct ModelSettings {
     pub(crate) events_per_minute: f64,
     pub(crate) initial_messages: usize,
     pub(crate) initial_events: usize,
+    pub(crate) recurring_series: usize,
 }
 
 pub(crate) struct Model {
@@ -475,6 +484,16 @@ impl Model {
     /// Adds a grant with a primary calendar and a few messages and events. Seeded: the n-th grant
     /// of a given seed always has the same id and content.
     pub(crate) fn add_grant(&mut self, now: i64, out: &mut Vec<Notification>) -> String {
+        self.add_grant_with("google", now, out)
+    }
+
+    /// `add_grant` for a grant of another provider (`icloud` gets iCloud's limits).
+    pub(crate) fn add_grant_with(
+        &mut self,
+        provider: &str,
+        now: i64,
+        out: &mut Vec<Notification>,
+    ) -> String {
         let seq = self.next_grant_seq;
         self.next_grant_seq += 1;
         let mut rng = Rng::derive(self.settings.seed, seq);
@@ -491,7 +510,7 @@ impl Model {
             id: id.clone(),
             seq,
             email: email.clone(),
-            provider: "google".into(),
+            provider: provider.into(),
             integration_id,
             status: GrantStatus::Valid,
             created_at: now,
@@ -507,6 +526,7 @@ impl Model {
             deleted_message_ids: BTreeSet::new(),
             deleted_events: BTreeMap::new(),
             deleted_calendar_ids: BTreeSet::new(),
+            deleted_occurrences: BTreeMap::new(),
             held: Vec::new(),
             revision: 0,
         };
@@ -539,10 +559,13 @@ impl Model {
             );
             grant.insert_message(m);
         }
-        for _ in 0..self.settings.initial_events {
-            let e = generate_event(&mut grant, &email, now);
-            grant.events.insert(e.id.clone(), e);
-        }
+        crate::calendar::seed_events(
+            &mut grant,
+            &email,
+            self.settings.initial_events,
+            self.settings.recurring_series,
+            now,
+        );
         self.grants.insert(id.clone(), grant);
         let n = self.grant_notification("grant.created", &id, now);
         out.push(n);
@@ -745,6 +768,9 @@ impl Model {
         now: i64,
         out: &mut Vec<Notification>,
     ) -> Option<Value> {
+        if let Some(answer) = self.update_recurring(grant_id, event_id, &change, now, out) {
+            return answer;
+        }
         let g = self.grants.get_mut(grant_id)?;
         g.revision += 1;
         let revision = g.revision;
@@ -795,6 +821,9 @@ impl Model {
         now: i64,
         out: &mut Vec<Notification>,
     ) -> bool {
+        if let Some(deleted) = self.delete_recurring(grant_id, event_id, now, out) {
+            return deleted;
+        }
         let Some(g) = self.grants.get_mut(grant_id) else {
             return false;
         };
@@ -829,19 +858,6 @@ impl Model {
             }
             let i = g.rng.below(n);
             g.messages.keys().nth(i).cloned()
-        };
-        let pick_event = |g: &mut Grant, live_only: bool| -> Option<String> {
-            let ids: Vec<&String> = g
-                .events
-                .values()
-                .filter(|e| !live_only || e.status != "cancelled")
-                .map(|e| &e.id)
-                .collect();
-            if ids.is_empty() {
-                return None;
-            }
-            let i = g.rng.below(ids.len());
-            Some(ids[i].clone())
         };
         match roll {
             0..=34 => {}
@@ -884,31 +900,8 @@ impl Model {
                     return;
                 }
             }
-            78..=86 => {
-                if let Some(cal) = g.primary_calendar_id() {
-                    self.create_event(grant_id, &cal, now, out);
-                    return;
-                }
-            }
-            87..=93 => {
-                if let Some(id) = pick_event(g, true) {
-                    self.update_event(grant_id, &id, EventChange::default(), now, out);
-                    return;
-                }
-            }
-            94..=96 => {
-                if let Some(id) = pick_event(g, true) {
-                    let change = EventChange {
-                        status: Some("cancelled".into()),
-                        ..Default::default()
-                    };
-                    self.update_event(grant_id, &id, change, now, out);
-                    return;
-                }
-            }
             _ => {
-                if let Some(id) = pick_event(g, false) {
-                    self.delete_event(grant_id, &id, now, out);
+                if self.random_event_change(grant_id, roll - 78, now, out) {
                     return;
                 }
             }
@@ -1064,7 +1057,7 @@ fn generate_message(g: &mut Grant, spec: MessageSpec, now: i64) -> Message {
     }
 }
 
-fn generate_event(g: &mut Grant, calendar_id: &str, now: i64) -> Event {
+pub(crate) fn generate_event(g: &mut Grant, calendar_id: &str, now: i64) -> Event {
     let rng = &mut g.rng;
     let id = rng.alnum(26);
     // Somewhere in the next two weeks, on the hour, 30 to 120 minutes long.
@@ -1107,6 +1100,7 @@ fn generate_event(g: &mut Grant, calendar_id: &str, now: i64) -> Event {
         location: None,
         master_event_id: None,
         recurrence: None,
+        original_start_time: None,
         created_at: now,
         updated_at: now,
         read_only: false,

@@ -403,6 +403,7 @@ async fn unknown_or_deleted_objects_answer_404_not_found_error() {
 async fn events_require_a_calendar_id_and_hide_cancelled_events_unless_asked() {
     let emu = start(EmulatorConfig {
         initial_events_per_grant: 0,
+        recurring_series_per_grant: 0,
         time_scale: 100.0,
         ..idle(1)
     })
