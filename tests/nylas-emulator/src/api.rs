@@ -6,9 +6,9 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,6 +28,8 @@ pub(crate) struct ApiError {
     kind: &'static str,
     message: String,
     retry_after: Option<u64>,
+    /// `error.provider_error`: present when the error was passed on from the provider.
+    provider_error: Option<Value>,
 }
 
 impl ApiError {
@@ -37,6 +39,7 @@ impl ApiError {
             kind,
             message: message.into(),
             retry_after: None,
+            provider_error: None,
         }
     }
 
@@ -48,18 +51,40 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found_error", message)
     }
 
+    /// A 429 from Nylas's own limiter: `nylas_rate_limit_exceeded`, no `provider_error`.
     fn rate_limited(message: &str, retry_after: Option<u64>) -> Self {
         ApiError {
             retry_after,
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "nylas_rate_limit_exceeded",
+                message,
+            )
+        }
+    }
+
+    /// A 429 passed on from the provider: `rate_limit_error` with a `provider_error`.
+    fn provider_rate_limited(retry_after: Option<u64>) -> Self {
+        ApiError {
+            retry_after,
+            provider_error: Some(json!({
+                "code": 429,
+                "message": "Rate Limit Exceeded (injected fault)",
+            })),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "Too many requests, please try again shortly.",
+            )
         }
     }
 
     pub(crate) fn into_response_with(self, request_id: String) -> Response {
-        let body = json!({
-            "request_id": request_id,
-            "error": {"type": self.kind, "message": self.message},
-        });
+        let mut error = json!({"type": self.kind, "message": self.message});
+        if let (Some(p), Value::Object(o)) = (self.provider_error, &mut error) {
+            o.insert("provider_error".into(), p);
+        }
+        let body = json!({"request_id": request_id, "error": error});
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
@@ -95,7 +120,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v3/webhooks", get(list_webhooks).post(create_webhook))
         .route(
             "/v3/webhooks/{webhook_id}",
-            get(get_webhook).delete(delete_webhook),
+            get(get_webhook).put(update_webhook).delete(delete_webhook),
         )
         .route(
             "/v3/webhooks/rotate-secret/{webhook_id}",
@@ -145,18 +170,89 @@ async fn v3_gate(State(s): S, req: Request, next: Next) -> Response {
             .unwrap_or_else(|| req.uri().path().to_string())
     );
     let grant = grant_of_path(req.uri().path());
+    let gzip_ok = accepts_gzip(&req);
     let resp = match gate_checks(&s, &req, grant.as_deref()) {
         Err(e) => e.into_response_with(s.request_id()),
         Ok(()) => {
-            if let Some(d) = s.faults().slow_response {
-                tokio::time::sleep(d).await;
+            let faults = s.faults();
+            let cap = faults.request_timeout();
+            let slow = faults.slow_response.unwrap_or_default();
+            if slow >= cap {
+                // Nylas gives up on a request after 90 s: 504 `provider_error` at the cap.
+                tokio::time::sleep(cap).await;
+                ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "provider_error",
+                    "Provider request timed out.",
+                )
+                .into_response_with(s.request_id())
+            } else {
+                if !slow.is_zero() {
+                    tokio::time::sleep(slow).await;
+                }
+                let issued = s.clock.now();
+                TOKEN_ISSUED_AT.scope(issued, next.run(req)).await
             }
-            next.run(req).await
         }
     };
     let status = resp.status().as_u16();
     lock(&s.stats).record_api(endpoint, grant, status);
-    resp
+    if gzip_ok {
+        gzip_response(resp).await
+    } else {
+        resp
+    }
+}
+
+/// Responses at or below this size are sent uncompressed even when gzip is accepted.
+const GZIP_MIN_BYTES: usize = 200;
+
+fn accepts_gzip(req: &Request) -> bool {
+    req.headers()
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|enc| {
+            let mut parts = enc.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f64>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            name.eq_ignore_ascii_case("gzip") && !refused
+        })
+}
+
+/// `Content-Encoding: gzip` for a body above `GZIP_MIN_BYTES`, as Nylas does when the request
+/// sends `Accept-Encoding: gzip`.
+async fn gzip_response(resp: Response) -> Response {
+    if resp.headers().contains_key(header::CONTENT_ENCODING) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    parts
+        .headers
+        .append(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if bytes.len() <= GZIP_MIN_BYTES {
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    let compressed = crate::delivery::gzip(&bytes);
+    parts
+        .headers
+        .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(compressed))
+}
+
+tokio::task_local! {
+    /// Emulated time at which the current request's page tokens are issued.
+    static TOKEN_ISSUED_AT: i64;
 }
 
 fn gate_checks(s: &Shared, req: &Request, grant: Option<&str>) -> Result<(), ApiError> {
@@ -194,6 +290,7 @@ fn gate_checks(s: &Shared, req: &Request, grant: Option<&str>) -> Result<(), Api
         ));
     }
     let now = s.clock.now();
+    page_token_fresh(s, req, &faults, now)?;
     let (storm, outage5xx, roll429, roll5xx) = {
         let mut rng = lock(&s.fault_rng);
         (
@@ -204,10 +301,7 @@ fn gate_checks(s: &Shared, req: &Request, grant: Option<&str>) -> Result<(), Api
         )
     };
     if storm || roll429 {
-        return Err(ApiError::rate_limited(
-            "Too many requests (injected fault)",
-            faults.retry_after_secs,
-        ));
+        return Err(ApiError::provider_rate_limited(faults.retry_after_secs));
     }
     if outage5xx || roll5xx {
         let choices = [
@@ -218,6 +312,35 @@ fn gate_checks(s: &Shared, req: &Request, grant: Option<&str>) -> Result<(), Api
         ];
         let (status, kind) = choices[lock(&s.fault_rng).below(choices.len())];
         return Err(ApiError::new(status, kind, "Server error (injected fault)"));
+    }
+    Ok(())
+}
+
+/// The page-token expiry faults: a token older than `page_token_max_age_secs` (emulated), or
+/// one that loses the `page_token_expiry_probability` roll, is refused with 400.
+fn page_token_fresh(
+    s: &Shared,
+    req: &Request,
+    faults: &crate::faults::Faults,
+    now: i64,
+) -> Result<(), ApiError> {
+    if faults.page_token_max_age_secs.is_none() && faults.page_token_expiry_probability <= 0.0 {
+        return Ok(());
+    }
+    let Ok(p) = Params::parse(req.uri().query().map(str::to_string)) else {
+        return Ok(());
+    };
+    let Some(token) = p.get("page_token") else {
+        return Ok(());
+    };
+    let too_old = faults
+        .page_token_max_age_secs
+        .zip(token_issued_at(token))
+        .is_some_and(|(max, issued)| now - issued > max as i64);
+    if too_old || lock(&s.fault_rng).chance(faults.page_token_expiry_probability) {
+        return Err(ApiError::invalid(
+            "page_token has expired or is invalid: restart the listing without it",
+        ));
     }
     Ok(())
 }
@@ -309,13 +432,20 @@ fn apply_select(v: Value, select: &Option<Vec<String>>) -> Value {
 }
 
 /// Page tokens carry the sort key of the last item returned, so pages never shift when items
-/// are inserted or deleted between requests.
+/// are inserted or deleted between requests, and (after a `-`) the emulated time they were
+/// issued, for the expiry fault.
 fn encode_token(kind: &str, key: &str) -> String {
-    hex::encode(format!("{kind}:{key}"))
+    let issued = TOKEN_ISSUED_AT.try_with(|t| *t).unwrap_or(0);
+    format!("{}-{issued}", hex::encode(format!("{kind}:{key}")))
+}
+
+fn token_issued_at(token: &str) -> Option<i64> {
+    token.rsplit_once('-')?.1.parse().ok()
 }
 
 fn decode_token(kind: &str, token: &str) -> Result<String, ApiError> {
     let bad = || ApiError::invalid("invalid page_token");
+    let token = token.split_once('-').map_or(token, |(t, _)| t);
     let raw = hex::decode(token).map_err(|_| bad())?;
     let s = String::from_utf8(raw).map_err(|_| bad())?;
     s.strip_prefix(&format!("{kind}:"))
@@ -703,6 +833,63 @@ async fn get_webhook(State(s): S, Path(id): Path<String>) -> ApiResult {
     Ok(object_envelope(&s, to_value(&info)))
 }
 
+/// `PUT /v3/webhooks/{id}`: only the fields given change; `status` `active` reactivates (a
+/// `failed` destination included), `pause` stops every delivery until reactivated.
+async fn update_webhook(State(s): S, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::invalid("request body must be a JSON object"))?;
+    let Value::Object(o) = v else {
+        return Err(ApiError::invalid("request body must be a JSON object"));
+    };
+    let present = |k: &str| o.get(k).filter(|v| !v.is_null());
+    let text = |k: &str| -> Result<Option<String>, ApiError> {
+        match present(k) {
+            None => Ok(None),
+            Some(Value::String(v)) => Ok(Some(v.clone())),
+            Some(_) => Err(ApiError::invalid(format!("{k} must be a string"))),
+        }
+    };
+    let mut u = webhooks::Update {
+        description: text("description")?,
+        webhook_url: text("webhook_url")?,
+        status: text("status")?,
+        ..webhooks::Update::default()
+    };
+    if let Some(url) = &u.webhook_url {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|_| ApiError::invalid("webhook_url must be an absolute http(s) URL"))?;
+        if parsed.scheme() != "http" && parsed.scheme() != "https" {
+            return Err(ApiError::invalid(
+                "webhook_url must be an absolute http(s) URL",
+            ));
+        }
+    }
+    if let Some(st) = &u.status {
+        if st != "active" && st != "pause" {
+            return Err(ApiError::invalid("status must be active or pause"));
+        }
+    }
+    if let Some(t) = present("trigger_types") {
+        let t = string_list(Some(t), "trigger_types")?;
+        if t.is_empty() {
+            return Err(ApiError::invalid("trigger_types must not be empty"));
+        }
+        u.trigger_types = Some(t);
+    }
+    if let Some(e) = present("notification_email_addresses") {
+        u.notification_email_addresses =
+            Some(string_list(Some(e), "notification_email_addresses")?);
+    }
+    u.compressed_delivery = match present("compressed_delivery") {
+        None => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => return Err(ApiError::invalid("compressed_delivery must be a boolean")),
+    };
+    let info = webhooks::update(&s, &id, u)
+        .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
+    Ok(object_envelope(&s, to_value(&info)))
+}
+
 async fn delete_webhook(State(s): S, Path(id): Path<String>) -> ApiResult {
     if !webhooks::delete(&s, &id) {
         return Err(ApiError::not_found(format!("webhook {id} not found")));
@@ -793,7 +980,7 @@ async fn create_webhook(State(s): S, body: Bytes) -> ApiResult {
 const MOCK_WEBHOOK_SECRET: &str = "mock-webhook-secret";
 
 /// `POST /v3/webhooks/send-test-event`: one mock notification of `trigger_type`, signed with
-/// `mock-webhook-secret`, sent once to `webhook_url` (no retries).
+/// `mock-webhook-secret`, sent once to `webhook_url` (no retries); answers `data: "success"`.
 async fn send_test_event(State(s): S, body: Bytes) -> ApiResult {
     let v: Value = serde_json::from_slice(&body)
         .map_err(|_| ApiError::invalid("request body must be a JSON object"))?;
@@ -810,14 +997,26 @@ async fn send_test_event(State(s): S, body: Bytes) -> ApiResult {
         .to_string();
     reqwest::Url::parse(&url)
         .map_err(|_| ApiError::invalid("webhook_url must be an absolute http(s) URL"))?;
-    let noun = kind.split('.').next().unwrap_or("object").to_string();
-    let object = json!({"id": "mock-object-id", "grant_id": "mock-grant-id", "object": noun});
-    let n =
-        lock(&s.model).notification(&kind, "/nylas/test", s.clock.now(), "mock-grant-id", object);
+    let now = s.clock.now();
+    let n = if crate::tracking::is_tracking(&kind) {
+        let object =
+            crate::tracking::object(&kind, &s.config.application_id, "mock-message-id", now);
+        let mut n = lock(&s.model).notification(
+            &kind,
+            crate::tracking::source(&kind),
+            now,
+            "mock-grant-id",
+            object,
+        );
+        n.grant_in_data = true;
+        n
+    } else {
+        let noun = kind.split('.').next().unwrap_or("object").to_string();
+        let object = json!({"id": "mock-object-id", "grant_id": "mock-grant-id", "object": noun});
+        lock(&s.model).notification(&kind, "/nylas/test", now, "mock-grant-id", object)
+    };
     match crate::delivery::post_signed(&s, &url, MOCK_WEBHOOK_SECRET, false, &n, 1).await {
-        Some(status) if (200..300).contains(&status) => {
-            Ok(object_envelope(&s, json!({"status": "success"})))
-        }
+        Some(200) => Ok(object_envelope(&s, json!("success"))),
         Some(status) => Err(ApiError::invalid(format!(
             "webhook_url answered the test event with status {status}"
         ))),

@@ -32,6 +32,11 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/_emulator/silent", post(silent))
         .route("/_emulator/wait-idle", get(wait_idle))
         .route("/_emulator/destinations", post(add_destination))
+        .route(
+            "/_emulator/destinations/{destination_id}/status",
+            get(destination_status).post(set_destination_status),
+        )
+        .route("/_emulator/grants/{grant_id}/update", post(update_grant))
         .route("/_emulator/grants", post(add_grant))
         .route("/_emulator/grants/{grant_id}/expire", post(expire_grant))
         .route(
@@ -199,6 +204,38 @@ async fn add_grant(State(s): S, body: Bytes) -> R {
     let provider = b.provider.unwrap_or_else(|| "google".to_string());
     let id = s.mutate(|m, now, out| m.add_grant_with(&provider, now, out));
     ok(json!({"grant_id": id}))
+}
+
+async fn destination_status(State(s): S, Path(id): Path<String>) -> R {
+    let info = webhooks::info(&s, &id)
+        .ok_or_else(|| ApiError::not_found(format!("destination {id} not found")))?;
+    ok(json!({"id": id, "status": info.status}))
+}
+
+#[derive(Default, Deserialize)]
+struct StatusBody {
+    status: String,
+}
+
+/// `{"status": "active"|"pause"|"failing"|"failed"}`: `failed` at once, as after 72 h of failing.
+async fn set_destination_status(State(s): S, Path(id): Path<String>, body: Bytes) -> R {
+    let b: StatusBody = body_json(&body)?;
+    if !webhooks::STATUSES.contains(&b.status.as_str()) {
+        return Err(ApiError::invalid(
+            "status must be active, pause, failing or failed",
+        ));
+    }
+    if !webhooks::set_status(&s, &id, &b.status) {
+        return Err(ApiError::not_found(format!("destination {id} not found")));
+    }
+    destination_status(State(s), Path(id)).await
+}
+
+/// An ordinary grant update: `grant.updated` with code 25014.
+async fn update_grant(State(s): S, Path(grant_id): Path<String>) -> R {
+    grant_exists(&s, &grant_id)?;
+    s.mutate(|m, now, out| m.update_grant(&grant_id, now, out));
+    ok(json!({"grant_id": grant_id, "updated": true}))
 }
 
 fn grant_exists(s: &Shared, grant_id: &str) -> Result<(), ApiError> {

@@ -1,6 +1,8 @@
 //! Webhook delivery as Nylas does it: one signed CloudEvents POST per notification and
 //! destination, optional gzip, a timeout per attempt, up to 3 attempts with exponential backoff
 //! (the last 10 to 20 emulated minutes after the first), then the notification is dropped.
+//! Every answer but 200, and every timeout, is retried. Each attempt feeds the destination's
+//! health (`webhooks::Destination::record_attempt`); `failed` and paused destinations get nothing.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,8 +20,6 @@ use crate::model::Notification;
 use crate::stats::DeliveryEvent;
 use crate::{lock, Shared};
 
-/// Statuses after which Nylas tries again (500 is unconfirmed for Nylas; the emulator retries it).
-const RETRYABLE_STATUSES: &[u16] = &[408, 429, 500, 502, 503, 504, 507];
 pub(crate) const MAX_ATTEMPTS: u32 = 3;
 
 /// Lowercase hex HMAC-SHA256 of `body` keyed with `secret`: the `x-nylas-signature` header.
@@ -79,6 +79,9 @@ struct Envelope<'a> {
 #[derive(Serialize)]
 struct EnvelopeData<'a> {
     application_id: &'a str,
+    /// Tracking and deliverability notifications carry the grant here, not in `object`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grant_id: Option<&'a str>,
     object: &'a Value,
 }
 
@@ -92,13 +95,14 @@ pub(crate) fn envelope_bytes(app_id: &str, n: &Notification, attempt: u32) -> Ve
         webhook_delivery_attempt: attempt,
         data: EnvelopeData {
             application_id: app_id,
+            grant_id: n.grant_in_data.then_some(n.grant_id.as_str()),
             object: &n.object,
         },
     };
     serde_json::to_vec(&env).unwrap_or_default()
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut enc = GzEncoder::new(
         Vec::with_capacity(bytes.len() / 4 + 64),
         Compression::default(),
@@ -114,9 +118,14 @@ pub(crate) async fn run_dispatcher(shared: Arc<Shared>, mut rx: mpsc::UnboundedR
     while let Some(out) = rx.recv().await {
         let faults = shared.faults();
         let max_delay = faults.max_delay.as_secs_f64();
-        let dests = lock(&shared.destinations);
-        for d in dests.values() {
+        let now = shared.clock.now();
+        let mut dests = lock(&shared.destinations);
+        for d in dests.values_mut() {
             if !d.subscribes(&out.notification) {
+                continue;
+            }
+            if let Some(e) = d.refuses(now) {
+                lock(&shared.stats).record_delivery(&d.info.id, e);
                 continue;
             }
             let (drop_it, duplicate) = {
@@ -192,9 +201,13 @@ pub(crate) async fn run_destination(
 
 enum Attempt {
     Delivered,
-    Retryable,
-    Rejected,
+    /// Answered, but not 200.
+    Non200,
+    /// Timeout, connection error or injected outage.
+    NoAnswer,
     Gone,
+    /// The destination is `failed` or paused: nothing is sent.
+    Refused(DeliveryEvent),
 }
 
 async fn deliver(
@@ -231,13 +244,20 @@ async fn deliver(
                 stats.record_delivery(&dest_id, DeliveryEvent::Abandoned);
                 return;
             }
-            Attempt::Rejected => {
-                stats.record_delivery(&dest_id, DeliveryEvent::FailedAttempt);
-                stats.record_delivery(&dest_id, DeliveryEvent::Rejected);
+            Attempt::Refused(e) => {
+                stats.record_delivery(&dest_id, e);
                 return;
             }
-            Attempt::Retryable => {
+            Attempt::Non200 | Attempt::NoAnswer => {
                 stats.record_delivery(&dest_id, DeliveryEvent::FailedAttempt);
+                stats.record_delivery(
+                    &dest_id,
+                    if matches!(outcome, Attempt::Non200) {
+                        DeliveryEvent::Non200Answer
+                    } else {
+                        DeliveryEvent::NoAnswer
+                    },
+                );
                 if attempt == MAX_ATTEMPTS {
                     stats.record_delivery(&dest_id, DeliveryEvent::DroppedAfterRetries);
                 }
@@ -247,24 +267,38 @@ async fn deliver(
 }
 
 async fn attempt_once(shared: &Shared, dest_id: &str, n: &Notification, attempt: u32) -> Attempt {
-    let Some((url, secret, compressed)) = lock(&shared.destinations).get(dest_id).map(|d| {
-        (
-            d.info.webhook_url.clone(),
-            d.secret.clone(),
-            d.info.compressed_delivery,
-        )
-    }) else {
-        return Attempt::Gone;
+    let now = shared.clock.now();
+    let target = {
+        let mut dests = lock(&shared.destinations);
+        match dests.get_mut(dest_id) {
+            None => return Attempt::Gone,
+            Some(d) => match d.refuses(now) {
+                Some(e) => return Attempt::Refused(e),
+                None => (
+                    d.info.webhook_url.clone(),
+                    d.secret.clone(),
+                    d.info.compressed_delivery,
+                ),
+            },
+        }
     };
+    let (url, secret, compressed) = target;
     lock(&shared.stats).record_delivery(dest_id, DeliveryEvent::Attempt);
-    if shared.in_outage() {
-        return Attempt::Retryable;
+    let outcome = if shared.in_outage() {
+        Attempt::NoAnswer
+    } else {
+        // Only 200 counts: Nylas retries every other answer, a 400 or 401 included.
+        match post_signed(shared, &url, &secret, compressed, n, attempt).await {
+            Some(200) => Attempt::Delivered,
+            Some(_) => Attempt::Non200,
+            None => Attempt::NoAnswer,
+        }
+    };
+    let done = shared.clock.now();
+    if let Some(d) = lock(&shared.destinations).get_mut(dest_id) {
+        d.record_attempt(done, matches!(outcome, Attempt::Delivered));
     }
-    match post_signed(shared, &url, &secret, compressed, n, attempt).await {
-        Some(status) if (200..300).contains(&status) => Attempt::Delivered,
-        Some(status) if !RETRYABLE_STATUSES.contains(&status) => Attempt::Rejected,
-        _ => Attempt::Retryable,
-    }
+    outcome
 }
 
 /// One signed POST of a notification. The answer's status, or `None` on a timeout or a

@@ -51,14 +51,37 @@ pub struct Faults {
     pub api_5xx_windows: Vec<FaultWindow>,
     /// `Retry-After` (seconds) on every 429, injected or from the rate limiter; `None` omits it.
     pub retry_after_secs: Option<u64>,
-    /// Every REST response is held back this long (real time).
+    /// Every REST response is held back this long (real time). A delay at or above
+    /// `request_timeout` is cut off there and answered 504 `provider_error`, as Nylas does after 90 s.
     #[serde(rename = "slow_response_ms", with = "opt_millis")]
     pub slow_response: Option<Duration>,
+    /// How long a REST request may take before it is answered 504 `provider_error` (real time;
+    /// Nylas: 90 s, the value used when `None`). Tests lower it to see the 504 quickly.
+    #[serde(rename = "request_timeout_ms", with = "opt_millis")]
+    pub request_timeout: Option<Duration>,
+    /// Probability that an `event.*` notification comes without `grant_id` in `data.object`
+    /// (the schemas do not require it).
+    pub event_missing_grant_id_probability: f64,
+    /// Probability that an `event.deleted` notification carries `calendar_id: null` ("may be
+    /// null in rare edge cases").
+    pub event_deleted_null_calendar_probability: f64,
+    /// Page tokens older than this many emulated seconds are refused with 400
+    /// `invalid_request_error`; `None`: they never expire.
+    pub page_token_max_age_secs: Option<u64>,
+    /// Probability that a request carrying a `page_token` is refused as if the token had expired.
+    pub page_token_expiry_probability: f64,
 }
+
+/// Nylas ends a request after 90 s with a 504.
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
 
 impl Faults {
     pub(crate) fn in_outage(&self, now: i64) -> bool {
         self.outages.iter().any(|w| w.contains(now))
+    }
+
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT)
     }
 }
 

@@ -22,6 +22,7 @@ mod model;
 mod recurrence;
 mod rng;
 mod stats;
+mod tracking;
 mod webhooks;
 
 use std::collections::{BTreeMap, HashMap};
@@ -92,6 +93,10 @@ pub struct EmulatorConfig {
     /// Weekly recurring series per grant at start (52 weeks, half of them past), each with one
     /// moved occurrence (3 weeks ago) and one cancelled occurrence (in 2 weeks).
     pub recurring_series_per_grant: usize,
+    /// `grant.expired` is sent after a delay drawn (from the seed) in `[0, max]` emulated time
+    /// after the grant broke, as Nylas's health checks lag by up to 10 minutes (default 600 s).
+    /// The grant's data endpoints answer 401 from the moment it broke. Zero sends it at once.
+    pub grant_expired_lag_max: Duration,
 }
 
 impl Default for EmulatorConfig {
@@ -115,6 +120,7 @@ impl Default for EmulatorConfig {
             initial_messages_per_grant: 5,
             initial_events_per_grant: 3,
             recurring_series_per_grant: 1,
+            grant_expired_lag_max: Duration::from_secs(600),
         }
     }
 }
@@ -144,6 +150,9 @@ pub(crate) struct Shared {
     pub(crate) stats: Mutex<StatsRecorder>,
     pub(crate) rate_windows: Mutex<HashMap<String, (Instant, u32)>>,
     notify_tx: mpsc::UnboundedSender<Outgoing>,
+    /// `grant.expired` notifications waiting for their health-check lag: (due, notification, guard).
+    lagged_tx: mpsc::UnboundedSender<(f64, Notification, PendingGuard)>,
+    lag_rng: Mutex<Rng>,
     pub(crate) pending: Arc<AtomicUsize>,
     pub(crate) fault_rng: Mutex<Rng>,
     pub(crate) secret_rng: Mutex<Rng>,
@@ -234,6 +243,18 @@ impl Shared {
                     }
                 }
             }
+            let mut n = n;
+            if n.kind == "grant.expired" {
+                let max = self.config.grant_expired_lag_max.as_secs_f64();
+                let lag = lock(&self.lag_rng).f64() * max;
+                if lag > 0.0 {
+                    let due = self.clock.now_f64() + lag;
+                    let guard = PendingGuard::new(&self.pending);
+                    let _ = self.lagged_tx.send((due, n, guard));
+                    continue;
+                }
+            }
+            self.apply_notification_faults(&mut n);
             stats.webhooks.notifications += 1;
             let out = Outgoing {
                 notification: Arc::new(n),
@@ -241,6 +262,61 @@ impl Shared {
             };
             // The dispatcher only stops at shutdown; then nothing needs delivering.
             let _ = self.notify_tx.send(out);
+        }
+    }
+
+    /// The shape faults: `event.*` without `grant_id`, `event.deleted` with a null `calendar_id`.
+    fn apply_notification_faults(&self, n: &mut Notification) {
+        if !n.kind.starts_with("event.") {
+            return;
+        }
+        let f = self.faults();
+        let (drop_grant, null_calendar) = {
+            let mut rng = lock(&self.fault_rng);
+            (
+                rng.chance(f.event_missing_grant_id_probability),
+                n.kind == "event.deleted" && rng.chance(f.event_deleted_null_calendar_probability),
+            )
+        };
+        if let Value::Object(o) = &mut n.object {
+            if drop_grant {
+                o.remove("grant_id");
+            }
+            if null_calendar {
+                o.insert("calendar_id".into(), Value::Null);
+            }
+        }
+    }
+
+    /// Sends a lagged `grant.expired` when its time comes, unless the grant re-authenticated or
+    /// was deleted meanwhile (then the health check never saw it expired). `time` is when the
+    /// health check noticed, not when the grant broke.
+    async fn run_lagged(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<(f64, Notification, PendingGuard)>,
+    ) {
+        while let Some((due, mut n, guard)) = rx.recv().await {
+            let s = self.clone();
+            self.spawn(async move {
+                s.clock.sleep_until(due).await;
+                let still_expired = lock(&s.model)
+                    .grants
+                    .get(&n.grant_id)
+                    .is_some_and(|g| g.status == model::GrantStatus::Expired);
+                let mut stats = lock(&s.stats);
+                if !still_expired || s.silent.load(Ordering::SeqCst) {
+                    stats.webhooks.grant_expired_not_sent += 1;
+                    return;
+                }
+                n.time = s.clock.now();
+                stats.webhooks.notifications += 1;
+                let out = Outgoing {
+                    notification: Arc::new(n),
+                    guard: PendingGuard::new(&s.pending),
+                };
+                let _ = s.notify_tx.send(out);
+                drop(guard);
+            });
         }
     }
 
@@ -321,6 +397,7 @@ impl Emulator {
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let clock = Clock::new(config.start_time, config.time_scale);
         let (notify_tx, notify_rx) = mpsc::unbounded_channel();
+        let (lagged_tx, lagged_rx) = mpsc::unbounded_channel();
         let (shutdown, _) = watch::channel(false);
         let model = Model::new(ModelSettings {
             seed: config.seed,
@@ -342,6 +419,8 @@ impl Emulator {
             stats: Mutex::new(StatsRecorder::default()),
             rate_windows: Mutex::new(HashMap::new()),
             notify_tx,
+            lagged_tx,
+            lag_rng: Mutex::new(Rng::derive(config.seed, 0x1A66)),
             pending: Arc::new(AtomicUsize::new(0)),
             fault_rng: Mutex::new(Rng::derive(config.seed, 0xFA17)),
             secret_rng: Mutex::new(Rng::derive(config.seed, 0x5EC2)),
@@ -383,6 +462,13 @@ impl Emulator {
         tasks.push(tokio::spawn(async move {
             tokio::select! {
                 _ = activity::run(s.clone()) => {}
+                _ = s.wait_shutdown() => {}
+            }
+        }));
+        let s = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                _ = s.clone().run_lagged(lagged_rx) => {}
                 _ = s.wait_shutdown() => {}
             }
         }));
@@ -590,19 +676,29 @@ impl Emulator {
             .mutate(|m, now, out| m.delete_event(grant, event_id, now, out))
     }
 
-    /// Notifies `grant.expired`. Until re-authentication the grant's API calls answer 401 and
-    /// its notifications are held back.
+    /// Breaks the grant: from now its API calls answer 401 and its notifications are held back
+    /// until re-authentication. `grant.expired` follows after a lag drawn in
+    /// `[0, grant_expired_lag_max]` (emulated), unless the grant re-authenticates first.
     pub fn expire_grant(&self, grant: &str) {
         self.shared
             .mutate(|m, now, out| m.expire_grant(grant, now, out));
     }
 
-    /// Notifies `grant.updated`; within 72 emulated hours of expiry, the held notifications follow.
+    /// Notifies `grant.updated` (code 25027, `reauthentication_flag: true`); within 72 emulated
+    /// hours of expiry, the held notifications follow.
     pub fn reauthenticate_grant(&self, grant: &str) {
         let r = self
             .shared
             .mutate(|m, now, out| m.reauthenticate_grant(grant, now, out));
         self.shared.record_reauth(r);
+    }
+
+    /// An ordinary grant update (not a re-authentication): notifies `grant.updated` with code
+    /// 25014 and `reauthentication_flag: false`; the grant's status is unchanged (an expired grant
+    /// stays expired). False when the grant does not exist.
+    pub fn update_grant(&self, grant: &str) -> bool {
+        self.shared
+            .mutate(|m, now, out| m.update_grant(grant, now, out))
     }
 
     /// Notifies `grant.deleted` and removes the grant and all its objects.
@@ -647,6 +743,43 @@ impl Emulator {
             out.push(n);
             id
         })
+    }
+
+    /// Sends a tracking or deliverability notification (`message.opened`, `message.link_clicked`,
+    /// their `.legacy` forms, `thread.replied`, `message.bounce_detected`; any other kind gets
+    /// the same treatment) about `message_id`: `data.object` carries `message_id` and no `id`,
+    /// the grant is at `data.grant_id`. Only destinations subscribed to exactly `kind` (or `*`)
+    /// get it. Returns the notification id.
+    pub fn emit_tracking(&self, kind: &str, grant: &str, message_id: &str) -> String {
+        let app_id = self.shared.config.application_id.clone();
+        self.shared.mutate(|m, now, out| {
+            let object = tracking::object(kind, &app_id, message_id, now);
+            let mut n = m.notification(kind, tracking::source(kind), now, grant, object);
+            n.grant_in_data = true;
+            let id = n.id.clone();
+            out.push(n);
+            id
+        })
+    }
+
+    /// A destination's status: `active`, `failing`, `failed` or `pause`; empty when unknown.
+    pub fn destination_status(&self, destination_id: &str) -> String {
+        webhooks::info(&self.shared, destination_id)
+            .map(|i| i.status)
+            .unwrap_or_default()
+    }
+
+    /// Sets a destination's status (`active`, `pause`, `failing` or `failed`), as
+    /// `PUT /v3/webhooks/{id}` does for the first two. `active` judges its health afresh. False
+    /// when the destination or the status is unknown.
+    pub fn set_destination_status(&self, destination_id: &str, status: &str) -> bool {
+        webhooks::set_status(&self.shared, destination_id, status)
+    }
+
+    /// Makes a destination `failed` at once (as if it had been failing for 72 emulated hours):
+    /// it gets nothing until set `active` again.
+    pub fn fail_destination(&self, destination_id: &str) -> bool {
+        self.set_destination_status(destination_id, "failed")
     }
 
     /// Registers a destination subscribed to every notification (trigger `*`), without the challenge.

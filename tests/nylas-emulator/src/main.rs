@@ -86,9 +86,28 @@ struct Cli {
     /// Send `Retry-After: SECS` with every 429.
     #[arg(long)]
     retry_after: Option<u64>,
-    /// Hold every REST response back this many real milliseconds.
+    /// Hold every REST response back this many real milliseconds (at or above the request
+    /// timeout: answered 504 `provider_error` at the timeout).
     #[arg(long)]
     slow_response_ms: Option<u64>,
+    /// A REST request taking this long (real milliseconds) is answered 504 (Nylas: 90 s).
+    #[arg(long)]
+    request_timeout_ms: Option<u64>,
+    /// Probability that an `event.*` notification comes without `grant_id` in `data.object`.
+    #[arg(long, default_value_t = 0.0)]
+    event_missing_grant_id_probability: f64,
+    /// Probability that an `event.deleted` notification carries `calendar_id: null`.
+    #[arg(long, default_value_t = 0.0)]
+    event_deleted_null_calendar_probability: f64,
+    /// Page tokens older than this many emulated seconds answer 400.
+    #[arg(long)]
+    page_token_max_age_secs: Option<u64>,
+    /// Probability that a request with a `page_token` answers 400 as if the token had expired.
+    #[arg(long, default_value_t = 0.0)]
+    page_token_expiry_probability: f64,
+    /// `grant.expired` lags the expiry by up to this many emulated seconds (drawn from the seed).
+    #[arg(long, default_value_t = 600.0)]
+    grant_expired_lag_max_secs: f64,
 }
 
 fn parse_window(s: &str) -> Result<(i64, i64), String> {
@@ -143,6 +162,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         api_5xx_windows: windows(start, &cli.api_5xx_windows),
         retry_after_secs: cli.retry_after,
         slow_response: cli.slow_response_ms.map(Duration::from_millis),
+        request_timeout: cli.request_timeout_ms.map(Duration::from_millis),
+        event_missing_grant_id_probability: cli.event_missing_grant_id_probability,
+        event_deleted_null_calendar_probability: cli.event_deleted_null_calendar_probability,
+        page_token_max_age_secs: cli.page_token_max_age_secs,
+        page_token_expiry_probability: cli.page_token_expiry_probability,
     };
     let config = EmulatorConfig {
         api_key: cli.api_key,
@@ -159,6 +183,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         grant_changes_per_hour: cli.grant_changes_per_hour,
         delivery_timeout: Duration::try_from_secs_f64(cli.delivery_timeout_secs)?,
         delivery_concurrency: cli.delivery_concurrency,
+        grant_expired_lag_max: Duration::try_from_secs_f64(cli.grant_expired_lag_max_secs)?,
         ..EmulatorConfig::default()
     };
     let emulator = Emulator::start(config).await?;

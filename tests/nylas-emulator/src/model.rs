@@ -247,18 +247,26 @@ pub(crate) struct Notification {
     pub(crate) time: i64,
     pub(crate) grant_id: String,
     pub(crate) object: Value,
+    /// The grant goes in `data.grant_id` (tracking and deliverability triggers), not only in
+    /// `data.object`.
+    pub(crate) grant_in_data: bool,
 }
+
+/// Suffixes Nylas sends to subscribers of the base trigger without their subscribing to them.
+/// (`.cleaned` and `.legacy` are triggers of their own: only their subscribers get them.)
+const UNSUBSCRIBED_SUFFIXES: &[&str] = &[".truncated", ".metadata", ".transformed"];
 
 impl Notification {
     /// Whether a destination subscribed to `trigger` gets this notification: the exact type, or
-    /// a suffixed variant of it (`message.created` gets `message.created.truncated`).
+    /// a variant of it Nylas sends unasked (`message.created` gets `message.created.truncated`,
+    /// `.metadata`, `.transformed`, but not `.cleaned`). `*` (an emulator convenience) gets all.
     pub(crate) fn matches_trigger(&self, trigger: &str) -> bool {
         trigger == "*"
             || self.kind == trigger
             || self
                 .kind
                 .strip_prefix(trigger)
-                .is_some_and(|rest| rest.starts_with('.'))
+                .is_some_and(|rest| UNSUBSCRIBED_SUFFIXES.contains(&rest))
     }
 }
 
@@ -441,6 +449,7 @@ impl Model {
             time,
             grant_id: grant_id.to_string(),
             object,
+            grant_in_data: false,
         }
     }
 
@@ -470,10 +479,11 @@ impl Model {
             "email": g.email,
         });
         let extra = match kind {
-            "grant.created" => json!({"code": 25001, "login_id": format!("login-{}", g.seq)}),
-            "grant.updated" => json!({"code": 25002, "reauthentication_flag": true}),
+            "grant.created" => json!({"code": 25012, "login_id": format!("login-{}", g.seq)}),
+            // A re-authentication; an ordinary update (25014) is made by `update_grant`.
+            "grant.updated" => json!({"code": 25027, "reauthentication_flag": true}),
             "grant.expired" => json!({"code": 25009, "grant_updated_at": g.updated_at}),
-            _ => json!({"code": 25004}),
+            _ => json!({"code": 25013}),
         };
         if let (Value::Object(o), Value::Object(e)) = (&mut object, extra) {
             o.extend(e);
@@ -609,6 +619,27 @@ impl Model {
             _ => result.discarded = held.len() as u64,
         }
         result
+    }
+
+    /// An ordinary grant update (not a re-authentication): `grant.updated` with code 25014 and
+    /// `reauthentication_flag: false`; the grant's status does not change. False when unknown.
+    pub(crate) fn update_grant(
+        &mut self,
+        grant_id: &str,
+        now: i64,
+        out: &mut Vec<Notification>,
+    ) -> bool {
+        let Some(g) = self.grants.get_mut(grant_id) else {
+            return false;
+        };
+        g.updated_at = now;
+        let mut n = self.grant_notification("grant.updated", grant_id, now);
+        if let Value::Object(o) = &mut n.object {
+            o.insert("code".into(), json!(25014));
+            o.insert("reauthentication_flag".into(), json!(false));
+        }
+        out.push(n);
+        true
     }
 
     /// Removes a grant and everything in it; returns how many held notifications died with it.

@@ -34,6 +34,7 @@ pub struct ApiRequestCount {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WebhookStats {
     /// Notifications the model produced (before fan-out to destinations).
     pub notifications: u64,
@@ -45,6 +46,9 @@ pub struct WebhookStats {
     pub replayed_after_reauth: u64,
     /// Held notifications thrown away (re-authenticated after 72 h, or grant deleted).
     pub discarded_for_expired_grant: u64,
+    /// `grant.expired` notifications not sent because the grant re-authenticated (or was
+    /// deleted) before the health check that would have noticed the expiry.
+    pub grant_expired_not_sent: u64,
     /// Deliveries (notification x destination) not yet finished, retries included.
     pub pending: u64,
     pub deliveries: DeliveryCounts,
@@ -54,16 +58,22 @@ pub struct WebhookStats {
 /// Outcomes of deliveries. One notification sent to one destination is one delivery;
 /// a delivery makes up to 3 attempts.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DeliveryCounts {
     /// Attempts made (HTTP requests sent, or failed by an injected outage).
     pub attempts: u64,
     /// Deliveries answered 2xx.
     pub delivered: u64,
-    /// Attempts that failed (timeout, connection error, outage, non-2xx).
+    /// Attempts that failed (timeout, connection error, outage, any answer but 200).
     pub failed_attempts: u64,
+    /// Failed attempts that got an HTTP answer other than 200 (a 400 or 401 included).
+    pub non_200_answers: u64,
+    /// Failed attempts that got no answer: timeout, connection error, injected outage.
+    pub no_answers: u64,
     /// Deliveries given up after the third failed attempt.
     pub dropped_after_retries: u64,
-    /// Deliveries given up at once because the answer was not retryable (e.g. 400, 401).
+    /// Always 0: every answer but 200 is retried (as Nylas does), so no delivery ends early.
+    /// Kept so readers of earlier stats still compile; see `non_200_answers`.
     pub rejected: u64,
     /// Deliveries dropped by the `drop_probability` fault: never attempted.
     pub dropped_by_fault: u64,
@@ -73,6 +83,11 @@ pub struct DeliveryCounts {
     pub delayed: u64,
     /// Deliveries abandoned because their destination was deleted or the emulator shut down.
     pub abandoned: u64,
+    /// Deliveries never made, or whose retries stopped, because the destination was `failed`:
+    /// lost for good, as with Nylas.
+    pub dropped_destination_failed: u64,
+    /// Deliveries never made, or whose retries stopped, because the destination was paused.
+    pub dropped_destination_paused: u64,
 }
 
 #[derive(Default)]
@@ -87,8 +102,11 @@ pub(crate) enum DeliveryEvent {
     Attempt,
     Delivered,
     FailedAttempt,
+    Non200Answer,
+    NoAnswer,
     DroppedAfterRetries,
-    Rejected,
+    DroppedDestinationFailed,
+    DroppedDestinationPaused,
     DroppedByFault,
     Duplicated,
     Delayed,
@@ -101,8 +119,11 @@ impl DeliveryCounts {
             DeliveryEvent::Attempt => &mut self.attempts,
             DeliveryEvent::Delivered => &mut self.delivered,
             DeliveryEvent::FailedAttempt => &mut self.failed_attempts,
+            DeliveryEvent::Non200Answer => &mut self.non_200_answers,
+            DeliveryEvent::NoAnswer => &mut self.no_answers,
             DeliveryEvent::DroppedAfterRetries => &mut self.dropped_after_retries,
-            DeliveryEvent::Rejected => &mut self.rejected,
+            DeliveryEvent::DroppedDestinationFailed => &mut self.dropped_destination_failed,
+            DeliveryEvent::DroppedDestinationPaused => &mut self.dropped_destination_paused,
             DeliveryEvent::DroppedByFault => &mut self.dropped_by_fault,
             DeliveryEvent::Duplicated => &mut self.duplicated,
             DeliveryEvent::Delayed => &mut self.delayed,

@@ -1,12 +1,28 @@
-//! Webhook destinations: creation (after the challenge), secrets and their rotation.
+//! Webhook destinations: creation (after the challenge), secrets and their rotation, updates
+//! (`PUT /v3/webhooks/{id}`), and their health (`active`, `failing`, `failed`, `pause`).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use serde::Serialize;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::delivery::run_destination;
+use crate::stats::DeliveryEvent;
 use crate::{lock, Shared};
+
+/// The span over which a destination's attempts are judged (Nylas: 15 minutes), emulated seconds.
+pub(crate) const HEALTH_WINDOW_SECS: i64 = 15 * 60;
+/// Share of non-200 attempts in the window that makes a destination `failing` (Nylas: 95%).
+pub(crate) const FAILING_SHARE: f64 = 0.95;
+/// Attempts the window must hold before a destination can become `failing` (Nylas does not
+/// publish one; without it a single failed attempt would be "100% over 15 minutes").
+pub(crate) const HEALTH_MIN_ATTEMPTS: usize = 10;
+/// How long a destination stays `failing` before it becomes `failed` (Nylas: 72 hours).
+pub(crate) const FAILED_AFTER_SECS: i64 = 72 * 3600;
+
+/// Statuses as `GET /v3/webhooks` shows them (the spec's enum: `active`, `pause`, `failing`, `failed`).
+pub(crate) const STATUSES: &[&str] = &["active", "pause", "failing", "failed"];
 
 /// A destination as `GET /v3/webhooks/{id}` shows it (never with its secret).
 #[derive(Clone, Debug, Serialize)]
@@ -27,11 +43,91 @@ pub(crate) struct Destination {
     pub(crate) info: WebhookInfo,
     pub(crate) secret: String,
     pub(crate) tx: mpsc::UnboundedSender<crate::delivery::Job>,
+    /// Attempts of the last `HEALTH_WINDOW_SECS`: (emulated time, answered 200).
+    attempts: VecDeque<(i64, bool)>,
+    /// When the destination became `failing`.
+    failing_since: Option<i64>,
 }
 
 impl Destination {
     pub(crate) fn subscribes(&self, n: &crate::model::Notification) -> bool {
         self.info.trigger_types.iter().any(|t| n.matches_trigger(t))
+    }
+
+    fn set_status(&mut self, status: &str, now: i64) {
+        if self.info.status != status {
+            self.info.status = status.to_string();
+            self.info.status_updated_at = now;
+        }
+        match status {
+            "failing" => {
+                self.failing_since.get_or_insert(now);
+            }
+            "active" => {
+                // Reactivated: judged afresh from now on.
+                self.failing_since = None;
+                self.attempts.clear();
+            }
+            _ => {}
+        }
+    }
+
+    /// A destination `failing` for 72 emulated hours becomes `failed` (checked whenever it is
+    /// looked at, so no timer is needed).
+    pub(crate) fn refresh(&mut self, now: i64) {
+        if self.info.status == "failing"
+            && self
+                .failing_since
+                .is_some_and(|t| now - t >= FAILED_AFTER_SECS)
+        {
+            self.set_status("failed", now);
+        }
+    }
+
+    /// The counter to bump when this destination must not be sent anything now (`failed` or paused).
+    pub(crate) fn refuses(&mut self, now: i64) -> Option<DeliveryEvent> {
+        self.refresh(now);
+        match self.info.status.as_str() {
+            "failed" => Some(DeliveryEvent::DroppedDestinationFailed),
+            "pause" => Some(DeliveryEvent::DroppedDestinationPaused),
+            _ => None,
+        }
+    }
+
+    /// Records one attempt's outcome and moves `active` <-> `failing` on the share of non-200
+    /// attempts over the last 15 emulated minutes.
+    pub(crate) fn record_attempt(&mut self, now: i64, ok: bool) {
+        self.refresh(now);
+        if self.info.status != "active" && self.info.status != "failing" {
+            return;
+        }
+        self.attempts.push_back((now, ok));
+        while self
+            .attempts
+            .front()
+            .is_some_and(|(t, _)| *t <= now - HEALTH_WINDOW_SECS)
+        {
+            self.attempts.pop_front();
+        }
+        let total = self.attempts.len();
+        let failed = self.attempts.iter().filter(|(_, ok)| !ok).count();
+        let mostly_failed = failed as f64 >= FAILING_SHARE * total as f64;
+        if self.info.status == "active" && total >= HEALTH_MIN_ATTEMPTS && mostly_failed {
+            self.set_status("failing", now);
+        } else if self.info.status == "failing" && !mostly_failed {
+            self.set_status("active", now);
+        }
+    }
+
+    /// Sets a status by hand (`PUT /v3/webhooks/{id}` or a test). `active` starts afresh.
+    pub(crate) fn force_status(&mut self, status: &str, now: i64) {
+        if status == "failed" {
+            self.failing_since.get_or_insert(now - FAILED_AFTER_SECS);
+        }
+        if status == "failing" {
+            self.failing_since = Some(now);
+        }
+        self.set_status(status, now);
     }
 }
 
@@ -72,6 +168,8 @@ pub(crate) fn register(
         },
         secret: secret.clone(),
         tx,
+        attempts: VecDeque::new(),
+        failing_since: None,
     };
     lock(&shared.destinations).insert(id.clone(), dest);
     shared.spawn(run_destination(shared.clone(), id.clone(), rx, permits));
@@ -90,14 +188,77 @@ pub(crate) fn rotate(shared: &Shared, id: &str) -> Option<String> {
 }
 
 pub(crate) fn info(shared: &Shared, id: &str) -> Option<WebhookInfo> {
-    lock(&shared.destinations).get(id).map(|d| d.info.clone())
+    let now = shared.clock.now();
+    lock(&shared.destinations).get_mut(id).map(|d| {
+        d.refresh(now);
+        d.info.clone()
+    })
 }
 
 pub(crate) fn list(shared: &Shared) -> Vec<WebhookInfo> {
+    let now = shared.clock.now();
     lock(&shared.destinations)
-        .values()
-        .map(|d| d.info.clone())
+        .values_mut()
+        .map(|d| {
+            d.refresh(now);
+            d.info.clone()
+        })
         .collect()
+}
+
+/// Sets a destination's status (`active`, `pause`, `failing` or `failed`). False when the
+/// destination or the status is unknown.
+pub(crate) fn set_status(shared: &Shared, id: &str, status: &str) -> bool {
+    if !STATUSES.contains(&status) {
+        return false;
+    }
+    let now = shared.clock.now();
+    let mut dests = lock(&shared.destinations);
+    let Some(d) = dests.get_mut(id) else {
+        return false;
+    };
+    d.force_status(status, now);
+    d.info.updated_at = now;
+    true
+}
+
+/// The fields `PUT /v3/webhooks/{id}` may change; `None` leaves a field as it is.
+#[derive(Default)]
+pub(crate) struct Update {
+    pub(crate) description: Option<String>,
+    pub(crate) trigger_types: Option<Vec<String>>,
+    pub(crate) webhook_url: Option<String>,
+    /// `active` or `pause`.
+    pub(crate) status: Option<String>,
+    pub(crate) notification_email_addresses: Option<Vec<String>>,
+    pub(crate) compressed_delivery: Option<bool>,
+}
+
+pub(crate) fn update(shared: &Shared, id: &str, u: Update) -> Option<WebhookInfo> {
+    let now = shared.clock.now();
+    let mut dests = lock(&shared.destinations);
+    let d = dests.get_mut(id)?;
+    d.refresh(now);
+    if let Some(v) = u.description {
+        d.info.description = Some(v);
+    }
+    if let Some(v) = u.trigger_types {
+        d.info.trigger_types = v;
+    }
+    if let Some(v) = u.webhook_url {
+        d.info.webhook_url = v;
+    }
+    if let Some(v) = u.notification_email_addresses {
+        d.info.notification_email_addresses = v;
+    }
+    if let Some(v) = u.compressed_delivery {
+        d.info.compressed_delivery = v;
+    }
+    if let Some(v) = u.status {
+        d.force_status(&v, now);
+    }
+    d.info.updated_at = now;
+    Some(d.info.clone())
 }
 
 /// Removes a destination; deliveries still queued or waiting to retry are abandoned.

@@ -174,7 +174,9 @@ async fn injected_429s_and_5xx_answer_in_nylas_shape_until_cleared() {
         Some("7")
     );
     let body: Value = resp.json().await.expect("json");
+    // An injected 429 stands for the provider's: `rate_limit_error` with its `provider_error`.
     assert_eq!(body["error"]["type"], "rate_limit_error");
+    assert!(body["error"]["provider_error"].is_object(), "{body}");
     emu.set_faults(Faults {
         api_5xx_windows: vec![FaultWindow::starting_at(
             emu.now() - 1,

@@ -506,7 +506,9 @@ async fn a_grant_above_its_rate_limit_gets_429_with_retry_after_and_other_grants
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             let body: Value = resp.json().await.expect("json");
-            assert_eq!(body["error"]["type"], "rate_limit_error");
+            // Nylas's own limiter, not the provider's: no `provider_error`.
+            assert_eq!(body["error"]["type"], "nylas_rate_limit_exceeded");
+            assert!(body["error"].get("provider_error").is_none(), "{body}");
         }
         statuses.push(status);
     }

@@ -360,8 +360,7 @@ async fn failing_deliveries_are_retried_three_times_over_10_to_20_emulated_minut
 }
 
 #[tokio::test]
-async fn a_retried_delivery_that_then_succeeds_counts_as_delivered_and_non_retryable_answers_are_not_retried(
-) {
+async fn a_retried_delivery_that_then_succeeds_counts_as_delivered_and_every_non_200_is_retried() {
     let emu = start(EmulatorConfig {
         time_scale: 1200.0,
         ..idle()
@@ -377,11 +376,24 @@ async fn a_retried_delivery_that_then_succeeds_counts_as_delivered_and_non_retry
     rx.script(&[401]);
     emu.create_message(&g, MessageSpec::default());
     assert!(emu.wait_for_deliveries_idle(DEADLINE).await);
-    assert_eq!(rx.count(), 3, "a 401 is not retried");
+    assert_eq!(rx.count(), 4, "a 401 is retried like any non-200");
+    // A 2xx other than 200 is not a success either; a 400 three times drops the notification.
+    rx.script(&[204, 400, 400]);
+    emu.create_message(&g, MessageSpec::default());
+    assert!(emu.wait_for_deliveries_idle(DEADLINE).await);
+    assert_eq!(rx.count(), 7);
+    let attempts: Vec<i64> = rx.received()[4..]
+        .iter()
+        .map(|r| r.json()["webhook_delivery_attempt"].as_i64().unwrap_or(0))
+        .collect();
+    assert_eq!(attempts, vec![1, 2, 3]);
     let d = emu.stats().webhooks.deliveries;
-    assert_eq!(d.delivered, 1);
-    assert_eq!(d.rejected, 1);
-    assert_eq!(d.failed_attempts, 2);
+    assert_eq!(d.delivered, 2);
+    assert_eq!(d.rejected, 0);
+    assert_eq!(d.failed_attempts, 5);
+    assert_eq!(d.non_200_answers, 5);
+    assert_eq!(d.no_answers, 0);
+    assert_eq!(d.dropped_after_retries, 1);
     emu.shutdown().await;
 }
 
@@ -408,6 +420,7 @@ async fn an_attempt_that_times_out_is_retried() {
     assert_eq!(attempts, vec![1, 2]);
     let d = emu.stats().webhooks.deliveries;
     assert_eq!((d.failed_attempts, d.delivered), (1, 1));
+    assert_eq!((d.no_answers, d.non_200_answers), (1, 0));
     emu.shutdown().await;
 }
 
@@ -433,7 +446,11 @@ async fn destinations_only_get_the_triggers_they_subscribed_to() {
 
 #[tokio::test]
 async fn an_expired_grant_is_notified_and_its_changes_are_replayed_after_reauthentication() {
-    let emu = start(idle()).await;
+    let emu = start(EmulatorConfig {
+        grant_expired_lag_max: Duration::ZERO,
+        ..idle()
+    })
+    .await;
     let rx = Receiver::start().await;
     emu.register_destination_direct(&rx.url, false);
     let g = emu.grant_ids()[0].clone();
@@ -453,6 +470,7 @@ async fn an_expired_grant_is_notified_and_its_changes_are_replayed_after_reauthe
         got[1].json()["data"]["object"]["reauthentication_flag"],
         true
     );
+    assert_eq!(got[1].json()["data"]["object"]["code"], 25027);
     assert_eq!(got[2].kind(), "message.created");
     assert_eq!(got[2].json()["data"]["object"]["id"], m["id"]);
     let w = emu.stats().webhooks;
@@ -497,6 +515,9 @@ async fn send_test_event_posts_one_notification_signed_with_the_mock_secret() {
         .await
         .expect("request");
     assert_eq!(resp.status().as_u16(), 200);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["data"], "success", "{body}");
+    assert!(body["request_id"].is_string());
     assert_eq!(rx.count(), 1);
     let r = &rx.received()[0];
     assert!(r.signature_verifies_with("mock-webhook-secret"));
@@ -505,10 +526,11 @@ async fn send_test_event_posts_one_notification_signed_with_the_mock_secret() {
 }
 
 #[tokio::test]
-async fn suffixed_variants_reach_subscribers_of_the_base_trigger_and_unknown_types_reach_catch_all_destinations(
+async fn unasked_suffixes_reach_subscribers_of_the_base_trigger_cleaned_only_its_own_and_unknown_types_reach_catch_all_destinations(
 ) {
     let emu = start(idle()).await;
     let subscribed = Receiver::start().await;
+    let cleaned = Receiver::start().await;
     let catch_all = Receiver::start().await;
     let (status, _) = create_webhook(
         &emu,
@@ -516,19 +538,40 @@ async fn suffixed_variants_reach_subscribers_of_the_base_trigger_and_unknown_typ
     )
     .await;
     assert_eq!(status, 200);
+    let (status, _) = create_webhook(
+        &emu,
+        json!({"trigger_types": ["message.created.cleaned"], "webhook_url": cleaned.url}),
+    )
+    .await;
+    assert_eq!(status, 200);
     emu.register_destination_direct(&catch_all.url, false);
     let g = emu.grant_ids()[0].clone();
     let object = json!({"id": "m1", "grant_id": g, "object": "message", "body": "# cleaned"});
     emu.emit_notification("message.created.cleaned", &g, object);
+    for suffix in ["metadata", "transformed", "truncated"] {
+        let object = json!({"id": "m1", "grant_id": g, "object": "message"});
+        emu.emit_notification(&format!("message.created.{suffix}"), &g, object);
+    }
     emu.emit_notification("booking.created", &g, json!({"grant_id": g}));
     emu.emit_notification("message.createdx", &g, json!({"grant_id": g}));
     assert!(emu.wait_for_deliveries_idle(DEADLINE).await);
     let kinds = |r: &Receiver| r.received().iter().map(|x| x.kind()).collect::<Vec<_>>();
-    assert_eq!(kinds(&subscribed), vec!["message.created.cleaned"]);
+    assert_eq!(
+        kinds(&subscribed),
+        vec![
+            "message.created.metadata",
+            "message.created.transformed",
+            "message.created.truncated"
+        ]
+    );
+    assert_eq!(kinds(&cleaned), vec!["message.created.cleaned"]);
     assert_eq!(
         kinds(&catch_all),
         vec![
             "message.created.cleaned",
+            "message.created.metadata",
+            "message.created.transformed",
+            "message.created.truncated",
             "booking.created",
             "message.createdx"
         ]
