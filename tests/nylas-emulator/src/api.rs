@@ -999,8 +999,13 @@ async fn send_test_event(State(s): S, body: Bytes) -> ApiResult {
         .map_err(|_| ApiError::invalid("webhook_url must be an absolute http(s) URL"))?;
     let now = s.clock.now();
     let n = if crate::tracking::is_tracking(&kind) {
-        let object =
-            crate::tracking::object(&kind, &s.config.application_id, "mock-message-id", now);
+        let object = crate::tracking::object(
+            &kind,
+            &s.config.application_id,
+            "mock-grant-id",
+            "mock-message-id",
+            now,
+        );
         let mut n = lock(&s.model).notification(
             &kind,
             crate::tracking::source(&kind),
@@ -1008,7 +1013,7 @@ async fn send_test_event(State(s): S, body: Bytes) -> ApiResult {
             "mock-grant-id",
             object,
         );
-        n.grant_in_data = true;
+        n.grant_in_data = crate::tracking::grant_in_data(&kind);
         n
     } else {
         let noun = kind.split('.').next().unwrap_or("object").to_string();

@@ -37,6 +37,7 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
             get(destination_status).post(set_destination_status),
         )
         .route("/_emulator/grants/{grant_id}/update", post(update_grant))
+        .route("/_emulator/notifications", post(emit_notification))
         .route("/_emulator/grants", post(add_grant))
         .route("/_emulator/grants/{grant_id}/expire", post(expire_grant))
         .route(
@@ -229,6 +230,50 @@ async fn set_destination_status(State(s): S, Path(id): Path<String>, body: Bytes
         return Err(ApiError::not_found(format!("destination {id} not found")));
     }
     destination_status(State(s), Path(id)).await
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct NotificationBody {
+    #[serde(rename = "type")]
+    kind: String,
+    grant_id: Option<String>,
+    /// Tracking and deliverability triggers: the message they are about.
+    message_id: Option<String>,
+    /// Any other trigger: `data.object` as given (default `{"grant_id": ...}`).
+    object: Option<Value>,
+}
+
+/// `{"type", "grant_id"?, "message_id"?, "object"?}`: a tracking or deliverability notification
+/// shaped as Nylas sends it (`emit_tracking`), or any other type with `object` as given
+/// (`emit_notification`). The grant defaults to the first one; the message to its newest.
+async fn emit_notification(State(s): S, body: Bytes) -> R {
+    let b: NotificationBody = body_json(&body)?;
+    if b.kind.is_empty() {
+        return Err(ApiError::invalid("type is required"));
+    }
+    let grant = match b.grant_id {
+        Some(g) => g,
+        None => crate::lock(&s.model)
+            .grant_ids()
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::not_found("no grant"))?,
+    };
+    let id = if crate::tracking::is_tracking(&b.kind) {
+        let message = b.message_id.unwrap_or_else(|| {
+            crate::lock(&s.model)
+                .grants
+                .get(&grant)
+                .and_then(|g| g.message_order.iter().next().map(|(_, id)| id.0.clone()))
+                .unwrap_or_else(|| "emulated-tracked-message".to_string())
+        });
+        s.emit_tracking(&b.kind, &grant, &message)
+    } else {
+        let object = b.object.unwrap_or_else(|| json!({"grant_id": grant}));
+        s.emit_notification(&b.kind, &grant, object)
+    };
+    ok(json!({"id": id, "type": b.kind, "grant_id": grant}))
 }
 
 /// An ordinary grant update: `grant.updated` with code 25014.

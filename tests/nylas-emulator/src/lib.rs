@@ -320,6 +320,34 @@ impl Shared {
         }
     }
 
+    pub(crate) fn emit_notification(&self, kind: &str, grant: &str, object: Value) -> String {
+        let source = if kind.starts_with("event.") || kind.starts_with("calendar.") {
+            "/google/calendar/realtime"
+        } else if kind.starts_with("grant.") {
+            "/nylas/system"
+        } else {
+            "/google/emails/realtime"
+        };
+        self.mutate(|m, now, out| {
+            let n = m.notification(kind, source, now, grant, object);
+            let id = n.id.clone();
+            out.push(n);
+            id
+        })
+    }
+
+    pub(crate) fn emit_tracking(&self, kind: &str, grant: &str, message_id: &str) -> String {
+        let app_id = self.config.application_id.clone();
+        self.mutate(|m, now, out| {
+            let object = tracking::object(kind, &app_id, grant, message_id, now);
+            let mut n = m.notification(kind, tracking::source(kind), now, grant, object);
+            n.grant_in_data = tracking::grant_in_data(kind);
+            let id = n.id.clone();
+            out.push(n);
+            id
+        })
+    }
+
     pub(crate) fn record_reauth(&self, r: model::Reauth) {
         let mut stats = lock(&self.stats);
         stats.webhooks.replayed_after_reauth += r.replayed;
@@ -730,36 +758,17 @@ impl Emulator {
     /// `object` as `data.object`, to every destination subscribed to it, through the same path
     /// as the model's own (silent mode, expired grants, faults, retries). Returns its id.
     pub fn emit_notification(&self, kind: &str, grant: &str, object: Value) -> String {
-        let source = if kind.starts_with("event.") || kind.starts_with("calendar.") {
-            "/google/calendar/realtime"
-        } else if kind.starts_with("grant.") {
-            "/nylas/system"
-        } else {
-            "/google/emails/realtime"
-        };
-        self.shared.mutate(|m, now, out| {
-            let n = m.notification(kind, source, now, grant, object);
-            let id = n.id.clone();
-            out.push(n);
-            id
-        })
+        self.shared.emit_notification(kind, grant, object)
     }
 
     /// Sends a tracking or deliverability notification (`message.opened`, `message.link_clicked`,
     /// their `.legacy` forms, `thread.replied`, `message.bounce_detected`; any other kind gets
-    /// the same treatment) about `message_id`: `data.object` carries `message_id` and no `id`,
-    /// the grant is at `data.grant_id`. Only destinations subscribed to exactly `kind` (or `*`)
+    /// the same treatment) about `message_id`: `data.object` carries `message_id` and no `id`;
+    /// the grant is in `data.object.grant_id`, except for `message.bounce_detected`, which
+    /// carries it at `data.grant_id`. Only destinations subscribed to exactly `kind` (or `*`)
     /// get it. Returns the notification id.
     pub fn emit_tracking(&self, kind: &str, grant: &str, message_id: &str) -> String {
-        let app_id = self.shared.config.application_id.clone();
-        self.shared.mutate(|m, now, out| {
-            let object = tracking::object(kind, &app_id, message_id, now);
-            let mut n = m.notification(kind, tracking::source(kind), now, grant, object);
-            n.grant_in_data = true;
-            let id = n.id.clone();
-            out.push(n);
-            id
-        })
+        self.shared.emit_tracking(kind, grant, message_id)
     }
 
     /// A destination's status: `active`, `failing`, `failed` or `pause`; empty when unknown.
