@@ -47,7 +47,8 @@ pub struct WebhookStats {
     /// Held notifications thrown away (re-authenticated after 72 h, or grant deleted).
     pub discarded_for_expired_grant: u64,
     /// `grant.expired` notifications not sent because the grant re-authenticated (or was
-    /// deleted) before the health check that would have noticed the expiry.
+    /// deleted) before the health check that would have noticed the expiry, or because the
+    /// emulator was silent when it came due.
     pub grant_expired_not_sent: u64,
     /// Deliveries (notification x destination) not yet finished, retries included.
     pub pending: u64,
