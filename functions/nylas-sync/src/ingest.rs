@@ -220,21 +220,15 @@ impl<S: NotificationSink> Ingest<S> {
             (false, Body::Empty) => Ok(String::new()),
             (false, _) => Ok(String::new()),
         };
-        let Ok(text) = text else {
-            return Outcome::refused(
-                StatusCode::BAD_REQUEST,
-                "invalid_notification",
-                "body is not UTF-8 JSON",
-            );
-        };
+        // Signed is never refused for its content (a refusal is retried by Nylas, then dropped
+        // for good): a body without readable routing is queued under a digest of its bytes and
+        // parked by the consumer, where it is visible.
+        let text = text.unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         let routing = match parse_routing(text.as_bytes()) {
             Ok(r) => r.into_owned(),
             Err(e) => {
-                return Outcome::refused(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_notification",
-                    e.to_string(),
-                )
+                tracing::warn!(reason = %e, "signed notification without routing fields: queued for the consumer to park");
+                Routing::opaque(text.as_bytes())
             }
         };
         let enqueued = tokio::time::timeout(

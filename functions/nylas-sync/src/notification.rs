@@ -76,7 +76,27 @@ impl Routing<'_> {
     }
 }
 
-/// Why a notification body was refused. Messages are safe to return to the caller.
+impl Routing<'static> {
+    /// The routing of a signed body that has none to read (not JSON, or without a usable `id`,
+    /// `type` or `time`): it is queued all the same, keyed by a digest of its bytes, and the
+    /// consumer parks it visibly. Nylas signed it; refusing it would only make Nylas retry, then
+    /// drop it.
+    pub fn opaque(body: &[u8]) -> Self {
+        use sha2::{Digest, Sha256};
+        Routing {
+            id: format!("unparsed-{}", hex::encode(Sha256::digest(body))).into(),
+            trigger: Cow::Borrowed(UNPARSED_TYPE),
+            time: 0,
+            grant_id: None,
+            object_id: None,
+        }
+    }
+}
+
+/// The `type` attribute of a queued body whose routing could not be read.
+pub const UNPARSED_TYPE: &str = "unparsed";
+
+/// Why a notification body's routing could not be read. Messages are safe to log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     #[error("body is not a JSON notification: {0}")]
@@ -145,20 +165,13 @@ pub fn parse_routing(body: &[u8]) -> Result<Routing<'_>, ParseError> {
     };
     // grant_id lives at data.object.grant_id, except for send and deliverability triggers
     // (data.grant_id).
-    let grant_id = object_grant.or(data_grant);
-    let kind = ObjectKind::of(&trigger);
-    if kind.needs_grant() && grant_id.is_none() {
-        return Err(ParseError::MissingField("data.object.grant_id"));
-    }
-    if kind.names_an_object() && object_id.is_none() {
-        return Err(ParseError::MissingField("data.object.id"));
-    }
-    if let Some(g) = &grant_id {
-        check_id(g, "grant_id")?;
-    }
-    if let Some(o) = &object_id {
-        check_id(o, "data.object.id")?;
-    }
+    // Grant and object ids only label the queued message: one that is missing or unusable as
+    // a label is left out, never a reason to refuse a signed notification (the consumer reads
+    // the body itself, and parks what it cannot use).
+    let grant_id = object_grant
+        .or(data_grant)
+        .filter(|g| check_id(g, "grant_id").is_ok());
+    let object_id = object_id.filter(|o| check_id(o, "data.object.id").is_ok());
     Ok(Routing {
         id,
         trigger,
@@ -237,16 +250,34 @@ mod tests {
 
     #[test]
     fn missing_routing_fields_are_named() {
-        let cases: [(&[u8], &str); 5] = [
+        let cases: [(&[u8], &str); 3] = [
             (br#"{"type":"message.created","time":1,"data":{"object":{"id":"m","grant_id":"g"}}}"#, "id"),
             (br#"{"id":"n","time":1,"data":{"object":{"id":"m","grant_id":"g"}}}"#, "type"),
             (br#"{"id":"n","type":"message.created","data":{"object":{"id":"m","grant_id":"g"}}}"#, "time"),
-            (br#"{"id":"n","type":"message.created","time":1,"data":{"object":{"id":"m"}}}"#, "data.object.grant_id"),
-            (br#"{"id":"n","type":"event.deleted","time":1,"data":{"object":{"grant_id":"g"}}}"#, "data.object.id"),
         ];
         for (body, field) in cases {
             assert_eq!(parse_routing(body), Err(ParseError::MissingField(field)));
         }
+    }
+
+    #[test]
+    fn notifications_without_grant_or_object_id_are_routed_without_them() {
+        // event.* may lack grant_id; tracking triggers carry message_id, not id.
+        let body = br#"{"id":"n","type":"event.deleted","time":1,"data":{"object":{"id":"e","calendar_id":null}}}"#;
+        let r = parse_routing(body).unwrap();
+        assert_eq!((r.grant_id, r.object_id.as_deref()), (None, Some("e")));
+        let body = br#"{"id":"n","type":"message.opened","time":1,"data":{"grant_id":"g","object":{"message_id":"m"}}}"#;
+        let r = parse_routing(body).unwrap();
+        assert_eq!((r.grant_id.as_deref(), r.object_id), (Some("g"), None));
+    }
+
+    #[test]
+    fn an_opaque_routing_is_keyed_by_the_bytes() {
+        let a = Routing::opaque(b"not json");
+        assert_eq!(a, Routing::opaque(b"not json"));
+        assert_ne!(a.id, Routing::opaque(b"not json!").id);
+        assert_eq!(a.trigger, UNPARSED_TYPE);
+        assert!(check_id(&a.id, "id").is_ok());
     }
 
     #[test]
@@ -275,8 +306,6 @@ mod tests {
             (format!(r#"{{"id":"{long}","type":"grant.expired","time":1,"data":{{"object":{{"grant_id":"g"}}}}}}"#), "id"),
             (r#"{"id":"n","type":"Message.Created","time":1,"data":{"object":{"id":"m","grant_id":"g"}}}"#.into(), "type"),
             (r#"{"id":"n","type":"grant.expired","time":-5,"data":{"object":{"grant_id":"g"}}}"#.into(), "time"),
-            (r#"{"id":"n","type":"grant.expired","time":1,"data":{"object":{"grant_id":"a b"}}}"#.into(), "grant_id"),
-            (r#"{"id":"n","type":"message.deleted","time":1,"data":{"object":{"id":"m\n","grant_id":"g"}}}"#.into(), "data.object.id"),
         ];
         for (body, field) in cases {
             assert_eq!(
@@ -285,6 +314,13 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    #[test]
+    fn unusable_grant_and_object_ids_are_left_out_of_the_routing() {
+        let body = br#"{"id":"n","type":"message.deleted","time":1,"data":{"object":{"id":"m\n","grant_id":"a b"}}}"#;
+        let r = parse_routing(body).unwrap();
+        assert_eq!((r.grant_id, r.object_id), (None, None));
     }
 
     #[test]
