@@ -113,6 +113,8 @@ pub struct ConsumerCounters {
     pub fetched: AtomicU64,
     pub fetches_avoided: AtomicU64,
     pub unknown: AtomicU64,
+    /// Object notifications that could not be tied to a grant or calendar (parked).
+    pub unresolved: AtomicU64,
     pub grant_changes: AtomicU64,
     pub skipped: AtomicU64,
     pub failed: AtomicU64,
@@ -429,7 +431,7 @@ impl Consumer {
             None => body.to_string(),
         };
         let n: Notification = serde_json::from_str(&text).map_err(|e| {
-            Failure::Permanent(format!(
+            self.unresolved(format!(
                 "not a notification: {}",
                 crate::json_error_summary(&e)
             ))
@@ -448,16 +450,23 @@ impl Consumer {
         let kind = ObjectKind::of(&n.trigger);
         let mut parts = n.trigger.split('.');
         let (_, verb, suffix) = (parts.next(), parts.next().unwrap_or_default(), parts.next());
+        // Tracking, deliverability and send triggers (`message.opened`, `message.link_clicked`,
+        // `message.bounce_detected`, `message.send_success`...) name a message by `message_id`
+        // and change nothing the store mirrors.
+        if kind.names_an_object() && !matches!(verb, "created" | "updated" | "deleted") {
+            self.note_unknown(&n.trigger);
+            return Ok(Parsed::Ignore);
+        }
         let id = object
             .get("id")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
         if kind != ObjectKind::Other && grant_id.is_empty() {
-            return Err(Failure::Permanent(format!(
-                "{} without grant_id",
-                n.trigger
-            )));
+            // The spec does not promise `grant_id` in event.* and folder.deleted objects. The
+            // store is keyed by grant, so nothing here can tell whose object it is: park it
+            // visibly; the grant's next reconciliation lists the change.
+            return Err(self.unresolved(format!("{} without grant_id", n.trigger)));
         }
         if kind.names_an_object() && id.is_empty() {
             return Err(Failure::Permanent(format!(
@@ -488,13 +497,35 @@ impl Consumer {
                     .and_then(Value::as_str)
                     .unwrap_or_default();
                 if calendar_id.is_empty() {
-                    return Err(Failure::Permanent(
-                        "event notification without calendar_id".into(),
-                    ));
-                }
-                ObjectRef::Event {
-                    calendar_id: calendar_id.to_string(),
-                    id,
+                    // "May be null in rare edge cases": the store knows which calendar holds
+                    // the event, if it holds it.
+                    match self
+                        .objects
+                        .event_calendars(&grant_id, &id)
+                        .await?
+                        .as_slice()
+                    {
+                        [one] => ObjectRef::Event {
+                            calendar_id: one.clone(),
+                            id,
+                        },
+                        [] if verb == "deleted" => {
+                            // Never stored: nothing to hide.
+                            self.note_unknown(&n.trigger);
+                            return Ok(Parsed::Ignore);
+                        }
+                        _ => {
+                            return Err(self.unresolved(format!(
+                                "{} with a null calendar_id the store cannot resolve",
+                                n.trigger
+                            )))
+                        }
+                    }
+                } else {
+                    ObjectRef::Event {
+                        calendar_id: calendar_id.to_string(),
+                        id,
+                    }
                 }
             }
         };
@@ -541,6 +572,12 @@ impl Consumer {
         }))
     }
 
+    /// A notification parked for want of a grant or calendar: counted, and failed for good.
+    fn unresolved(&self, why: String) -> Failure {
+        ConsumerCounters::add(&self.counters.unresolved, 1);
+        Failure::Permanent(format!("{why}; left to reconciliation"))
+    }
+
     fn note_unknown(&self, trigger: &str) {
         ConsumerCounters::add(&self.counters.unknown, 1);
         if let Ok(mut seen) = self.unknown_seen.lock() {
@@ -579,6 +616,21 @@ impl Consumer {
             Action::Tombstone => {
                 self.write(&state(None, newest.version, Source::Webhook))
                     .await?;
+                match &newest.object_ref {
+                    // Nylas sends no event.deleted for the events of a deleted calendar...
+                    ObjectRef::Calendar { id } => {
+                        let prefix = format!("event#{id}#");
+                        self.tombstone_prefix(&newest.grant_id, &prefix, newest.version)
+                            .await?;
+                    }
+                    // ...nor for the exceptions of a deleted recurring series (`<master>_<start>`).
+                    ObjectRef::Event { calendar_id, id } => {
+                        let prefix = format!("event#{calendar_id}#{id}_");
+                        self.tombstone_prefix(&newest.grant_id, &prefix, newest.version)
+                            .await?;
+                    }
+                    _ => {}
+                }
                 Ok(())
             }
             Action::Write(object) => {
@@ -597,6 +649,41 @@ impl Consumer {
                 }
             }
         }
+    }
+
+    /// Tombstones every live event the store holds under the sort-key `prefix` (an `event#`
+    /// prefix), at `version`.
+    async fn tombstone_prefix(
+        &self,
+        grant_id: &str,
+        prefix: &str,
+        version: Version,
+    ) -> Result<(), Failure> {
+        for stored in self.objects.list_prefix(grant_id, prefix, false).await? {
+            let Some((calendar_id, id)) = stored
+                .sort_key
+                .strip_prefix("event#")
+                .and_then(|rest| rest.split_once('#'))
+            else {
+                continue;
+            };
+            if stored.deleted {
+                continue;
+            }
+            let tombstone = ObjectState {
+                grant_id: grant_id.to_string(),
+                object_ref: ObjectRef::Event {
+                    calendar_id: calendar_id.to_string(),
+                    id: id.to_string(),
+                },
+                version,
+                object: None,
+                source: Source::Webhook,
+                changed_at: None,
+            };
+            self.write(&tombstone).await?;
+        }
+        Ok(())
     }
 
     async fn write(&self, state: &ObjectState) -> Result<PutOutcome, Failure> {
@@ -707,6 +794,10 @@ impl Consumer {
                     .set_status(grant_id, GrantStatus::Expired, version, &extra)
                     .await?;
             }
+            // 25014 is an ordinary update (scopes, settings): the grant's state is unchanged.
+            // Only a re-authentication (25027, `reauthentication_flag`) brings an expired
+            // grant back.
+            "updated" if !is_reauthentication(object) => {}
             "updated" => {
                 if let StatusChange::Applied { previous } = self
                     .grants
@@ -793,6 +884,13 @@ impl Consumer {
         }
         Some(url)
     }
+}
+
+/// Whether a `grant.updated` notification reports a re-authentication: code 25027 or
+/// `reauthentication_flag: true` (an ordinary update is 25014).
+fn is_reauthentication(object: &Value) -> bool {
+    object.get("code").and_then(Value::as_i64) == Some(25027)
+        || object.get("reauthentication_flag").and_then(Value::as_bool) == Some(true)
 }
 
 fn clone_failure(f: &Failure) -> Failure {

@@ -75,6 +75,8 @@ pub const RECONCILER: &[Var] = &[
     opt("LEASE_SECONDS"),
     opt("MISSED_GRACE_SECONDS"),
     opt("BACKFILL_DAYS"),
+    opt("EVENTS_PAST_DAYS"),
+    opt("EVENTS_FUTURE_DAYS"),
 ];
 
 /// The variables of a function by its binary name.

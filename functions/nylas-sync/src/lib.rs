@@ -15,6 +15,7 @@ pub mod config;
 pub mod consumer;
 pub mod contract;
 pub mod enqueue_request;
+pub mod event_window;
 pub mod grants;
 pub mod ingest;
 pub mod jobs;

@@ -52,6 +52,9 @@ pub mod names {
     pub const NYLAS_CALLS: &str = "NylasCalls";
     pub const CHANGE_TO_STORE_LAG: &str = "ChangeToStoreLagSeconds";
     pub const UNKNOWN_TYPES: &str = "UnknownTypes";
+    /// Object notifications the consumer cannot tie to a grant or a calendar (no `grant_id`, a
+    /// null `calendar_id` the store cannot resolve): parked in the DLQ, repaired by reconciliation.
+    pub const NOTIFICATIONS_UNRESOLVED: &str = "NotificationsUnresolved";
     pub const RECORD_FAILURES: &str = "RecordFailures";
 
     /// Every name above, for the tests that hold the README to the code.
@@ -69,6 +72,7 @@ pub mod names {
         NYLAS_CALLS,
         CHANGE_TO_STORE_LAG,
         UNKNOWN_TYPES,
+        NOTIFICATIONS_UNRESOLVED,
         RECORD_FAILURES,
     ];
 }
@@ -455,12 +459,12 @@ fn push_json_str(out: &mut String, s: &str) {
 /// The consumer's counters at the start of a batch, so that its metrics are the batch's own
 /// (the counters run since the cold start; a Lambda instance handles one batch at a time).
 pub(crate) struct ConsumerBaseline {
-    counts: [u64; 7],
+    counts: [u64; 8],
     calls: std::collections::BTreeMap<String, u64>,
 }
 
 impl ConsumerBaseline {
-    fn counts(c: &crate::consumer::ConsumerCounters) -> [u64; 7] {
+    fn counts(c: &crate::consumer::ConsumerCounters) -> [u64; 8] {
         use crate::consumer::ConsumerCounters as C;
         [
             C::get(&c.records),
@@ -470,6 +474,7 @@ impl ConsumerBaseline {
             C::get(&c.fetches_avoided),
             C::get(&c.unknown),
             C::get(&c.failed),
+            C::get(&c.unresolved),
         ]
     }
 
@@ -499,7 +504,8 @@ impl ConsumerBaseline {
             .count(names::OBJECTS_TOMBSTONED, delta(3))
             .count(names::FETCHES_AVOIDED, delta(4))
             .count(names::UNKNOWN_TYPES, delta(5))
-            .count(names::RECORD_FAILURES, delta(6));
+            .count(names::RECORD_FAILURES, delta(6))
+            .count(names::NOTIFICATIONS_UNRESOLVED, delta(7));
         for (key, n) in calls.snapshot() {
             let n = n.saturating_sub(self.calls.get(&key).copied().unwrap_or(0));
             if let (Some((endpoint, status)), true) = (key.split_once(' '), n > 0) {

@@ -256,15 +256,21 @@ impl NylasClient {
         }
     }
 
-    /// One page of a listing (`resource` = `messages`, `events` or `calendars`).
+    /// One page of a listing (`resource` = `messages`, `events`, `events/import` or `calendars`).
     pub async fn list(
         &self,
         grant: &str,
         resource: &str,
         query: &[(&str, &str)],
     ) -> Result<Page, NylasError> {
-        let url = self.url(&["v3", "grants", grant, resource], query)?;
-        let body = self.get(&format!("{resource}.list"), url).await?;
+        let mut segments = vec!["v3", "grants", grant];
+        segments.extend(resource.split('/'));
+        let url = self.url(&segments, query)?;
+        let endpoint = match resource {
+            "events/import" => "events.import".to_string(),
+            r => format!("{r}.list"),
+        };
+        let body = self.get(&endpoint, url).await?;
         serde_json::from_slice(&body).map_err(|e| {
             NylasError::Rejected(format!(
                 "unexpected answer: {}",

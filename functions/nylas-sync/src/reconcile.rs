@@ -32,6 +32,7 @@ use serde_json::Value;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, Env};
+use crate::event_window::{self, EventWindow};
 use crate::grants::{Grant, GrantStore, RunRecord};
 use crate::jobs::{JobKind, JobQueue, JobQueueError, ReconcileJob, MAX_DELAY_SECONDS};
 use crate::nylas::{NylasClient, NylasError};
@@ -55,6 +56,8 @@ pub struct ReconcileSettings {
     pub safety_margin: Duration,
     /// `limit` of every listing (Nylas's maximum, 200, outside tests).
     pub page_size: u32,
+    /// The events the store mirrors: a window around each run's start.
+    pub events_window: EventWindow,
 }
 
 impl Default for ReconcileSettings {
@@ -68,6 +71,7 @@ impl Default for ReconcileSettings {
             backfill_days: 30,
             safety_margin: Duration::from_secs(20),
             page_size: 200,
+            events_window: EventWindow::default(),
         }
     }
 }
@@ -87,6 +91,7 @@ impl ReconcileSettings {
             backfill_days: env.number_or("BACKFILL_DAYS", d.backfill_days as u64)? as i64,
             safety_margin: d.safety_margin,
             page_size: d.page_size,
+            events_window: EventWindow::from_env(env)?,
         })
     }
 }
@@ -479,6 +484,7 @@ impl Reconciler {
             })
             .collect();
         self.upsert_listed(g, items, poll_start, run).await?;
+        let spans = self.event_spans(grant, poll_start);
         for cal in &calendar_ids {
             let cal_since = match job.kind {
                 JobKind::Incremental => grant
@@ -490,27 +496,44 @@ impl Reconciler {
                 _ => job.since.unwrap_or(default_since),
             };
             let updated_after = (cal_since - self.settings.overlap_s).to_string();
-            let events = self
-                .list_all(
+            for (start, end) in &spans {
+                let (start, end) = (start.to_string(), end.to_string());
+                // A backfill imports every master, exception and single event of the window,
+                // whenever it last changed; later runs list what changed since the cursor
+                // (cancelled ones included, recurring series unexpanded).
+                let events = if job.kind == JobKind::Backfill {
+                    self.list_all(
+                        g,
+                        IMPORT,
+                        &[("calendar_id", cal), ("start", &start), ("end", &end)],
+                    )
+                    .await?
+                } else {
+                    self.list_all(
+                        g,
+                        "events",
+                        &[
+                            ("calendar_id", cal),
+                            ("updated_after", &updated_after),
+                            ("start", &start),
+                            ("end", &end),
+                            ("expand_recurring", "false"),
+                            ("show_cancelled", "true"),
+                        ],
+                    )
+                    .await?
+                };
+                self.upsert_listed(
                     g,
-                    "events",
-                    &[
-                        ("calendar_id", cal),
-                        ("updated_after", &updated_after),
-                        ("show_cancelled", "true"),
-                    ],
+                    events
+                        .into_iter()
+                        .filter_map(|e| event_item(cal, e))
+                        .collect(),
+                    poll_start,
+                    run,
                 )
                 .await?;
-            self.upsert_listed(
-                g,
-                events
-                    .into_iter()
-                    .filter_map(|e| event_item(cal, e))
-                    .collect(),
-                poll_start,
-                run,
-            )
-            .await?;
+            }
             run.events_cursors.insert(cal.clone(), poll_start);
         }
 
@@ -521,10 +544,20 @@ impl Reconciler {
         if due
             && deadline.saturating_duration_since(Instant::now()) > self.settings.safety_margin * 2
         {
-            self.sweep(g, &calendar_ids, poll_start, run).await?;
+            self.sweep(grant, &calendar_ids, poll_start, run).await?;
             run.swept = true;
         }
         Ok(Progress::Done)
+    }
+
+    /// The slices of the events window a run lists, as the grant's provider allows them.
+    fn event_spans(&self, grant: &Grant, poll_start: i64) -> Vec<(i64, i64)> {
+        let (start, end) = self.settings.events_window.bounds(poll_start);
+        event_window::slices(
+            start,
+            end,
+            event_window::max_span(grant.provider.as_deref()),
+        )
     }
 
     /// Every page of a listing (calendars and events listings are short).
@@ -650,11 +683,12 @@ impl Reconciler {
 
     async fn sweep(
         &self,
-        grant: &str,
+        grant_record: &Grant,
         calendar_ids: &[String],
         poll_start: i64,
         run: &mut Run,
     ) -> Result<(), ReconcileError> {
+        let grant = grant_record.grant_id.as_str();
         let window_start = poll_start - self.settings.sweep_window_days * 86_400;
         // Messages: the fields that change, for the recent window.
         let listed = self
@@ -722,7 +756,9 @@ impl Reconciler {
                         }
                     }
                 }
-                None => self.confirm_gone(grant, object_ref, run).await?,
+                None => {
+                    self.confirm_gone(grant, object_ref, run).await?;
+                }
             }
         }
         // Listed messages the store never had (older than the cursor's overlap).
@@ -749,27 +785,43 @@ impl Reconciler {
             }
         }
 
-        // Calendars and events that vanished from Nylas.
+        // Calendars that vanished from Nylas, and with them their events.
         let stored_calendars = self.objects.list_prefix(grant, "calendar#", false).await?;
-        for c in stored_calendars.into_iter().filter(|c| !c.deleted) {
+        for c in stored_calendars {
             let id = c.sort_key.trim_start_matches("calendar#").to_string();
-            if !calendar_ids.contains(&id) {
-                self.confirm_gone(grant, ObjectRef::Calendar { id }, run)
+            if calendar_ids.contains(&id) {
+                continue;
+            }
+            let gone = c.deleted
+                || self
+                    .confirm_gone(grant, ObjectRef::Calendar { id: id.clone() }, run)
                     .await?;
+            if gone {
+                self.tombstone_calendar_events(grant, &id, run).await?;
             }
         }
+        // Events: every master, exception and single event of the window, compared with the
+        // store's; an event the store holds in the window that Nylas no longer lists is
+        // tombstoned once a GET confirms it (gone, or cancelled).
+        let spans = self.event_spans(grant_record, poll_start);
+        let (window_from, window_to) = self.settings.events_window.bounds(poll_start);
         for cal in calendar_ids {
-            let listed = self
-                .list_all(
-                    grant,
-                    "events",
-                    &[("calendar_id", cal), ("show_cancelled", "true")],
-                )
-                .await?;
-            let listed: HashMap<String, Value> = listed
-                .into_iter()
-                .filter_map(|e| Some((e.get("id")?.as_str()?.to_string(), e)))
-                .collect();
+            let mut listed: HashMap<String, Value> = HashMap::new();
+            for (start, end) in &spans {
+                let (start, end) = (start.to_string(), end.to_string());
+                let page = self
+                    .list_all(
+                        grant,
+                        IMPORT,
+                        &[("calendar_id", cal), ("start", &start), ("end", &end)],
+                    )
+                    .await?;
+                // A recurring event may come back on several pages or slices: keep one.
+                listed.extend(
+                    page.into_iter()
+                        .filter_map(|e| Some((e.get("id")?.as_str()?.to_string(), e))),
+                );
+            }
             let items: Vec<(ObjectRef, Option<Value>)> = listed
                 .values()
                 .cloned()
@@ -785,7 +837,11 @@ impl Reconciler {
                 .filter(|s| !s.deleted)
             {
                 let id = s.sort_key.trim_start_matches(&prefix).to_string();
-                if !listed.contains_key(&id) {
+                let in_window = s
+                    .object
+                    .as_ref()
+                    .is_none_or(|o| event_window::overlaps(o, window_from, window_to));
+                if !listed.contains_key(&id) && in_window {
                     self.confirm_gone(
                         grant,
                         ObjectRef::Event {
@@ -801,26 +857,56 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Tombstones an object the listing no longer returns, once a GET confirms it is gone.
+    /// Tombstones the live events the store holds under a deleted calendar (Nylas sends no
+    /// `event.deleted` for them).
+    async fn tombstone_calendar_events(
+        &self,
+        grant: &str,
+        calendar_id: &str,
+        run: &mut Run,
+    ) -> Result<(), ReconcileError> {
+        let prefix = format!("event#{calendar_id}#");
+        let now = self.clock.now_ms();
+        for s in self
+            .objects
+            .list_prefix(grant, &prefix, false)
+            .await?
+            .into_iter()
+            .filter(|s| !s.deleted)
+        {
+            let id = s.sort_key.trim_start_matches(&prefix).to_string();
+            let object_ref = ObjectRef::Event {
+                calendar_id: calendar_id.to_string(),
+                id,
+            };
+            self.write(grant, object_ref, None, now, true, None, run)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Tombstones an object the listing no longer returns, once a GET confirms it is gone
+    /// (answers whether it is).
     async fn confirm_gone(
         &self,
         grant: &str,
         object_ref: ObjectRef,
         run: &mut Run,
-    ) -> Result<(), ReconcileError> {
+    ) -> Result<bool, ReconcileError> {
         let fetched = match &object_ref {
             ObjectRef::Message { id } => self.nylas.get_message(grant, id).await,
             ObjectRef::Event { calendar_id, id } => {
                 self.nylas.get_event(grant, calendar_id, id).await
             }
             ObjectRef::Calendar { id } => self.nylas.get_calendar(grant, id).await,
-            ObjectRef::Folder { .. } => return Ok(()),
+            ObjectRef::Folder { .. } => return Ok(false),
         };
         let now = self.clock.now_ms();
         match fetched {
             Err(NylasError::NotFound) => {
                 self.write(grant, object_ref, None, now, true, None, run)
                     .await?;
+                Ok(true)
             }
             // Still there (a listing hiccup): store it if it differs, like any listed object.
             Ok(object) => {
@@ -831,14 +917,19 @@ impl Reconciler {
                     Some(object)
                 };
                 let poll_start = now / 1000;
+                let gone = object.is_none();
                 self.upsert_listed(grant, vec![(object_ref, object)], poll_start, run)
                     .await?;
+                Ok(gone)
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => Err(e.into()),
         }
-        Ok(())
     }
 }
+
+/// `GET /v3/grants/{id}/events/import`: masters, exceptions and single events of a time frame,
+/// unexpanded, whenever they changed. Its page size is `limit` too (at most 500).
+const IMPORT: &str = "events/import";
 
 /// A listed event as a store item: cancelled events are tombstones.
 fn event_item(calendar_id: &str, event: Value) -> Option<(ObjectRef, Option<Value>)> {

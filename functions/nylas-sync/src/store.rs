@@ -474,6 +474,46 @@ impl ObjectStore {
         }
     }
 
+    /// The calendars under which the store holds event `event_id` (tombstones included), for
+    /// notifications whose `calendar_id` is null. Reads the grant's event keys only.
+    pub async fn event_calendars(
+        &self,
+        grant_id: &str,
+        event_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let suffix = format!("#{event_id}");
+        let mut out = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .ddb
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("grant_id = :g AND begins_with(sk, :p)")
+                .expression_attribute_values(":g", s(grant_id))
+                .expression_attribute_values(":p", s("event#"))
+                .projection_expression("sk")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(dynamo_err)?;
+            for item in page.items.unwrap_or_default() {
+                if let Some(AttributeValue::S(sk)) = item.get("sk") {
+                    if let Some(cal) = sk
+                        .strip_prefix("event#")
+                        .and_then(|rest| rest.strip_suffix(&suffix))
+                    {
+                        out.push(cal.to_string());
+                    }
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     /// Version, tombstone flag and content hash of the given objects (absent ones omitted), by
     /// sort key, with `BatchGetItem` (100 keys a call).
     pub async fn summaries(

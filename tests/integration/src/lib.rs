@@ -445,6 +445,7 @@ impl Default for PipelineOptions {
             emulator: EmulatorConfig {
                 initial_messages_per_grant: 0,
                 initial_events_per_grant: 0,
+                recurring_series_per_grant: 0,
                 ..EmulatorConfig::default()
             },
             consumer: vec![],
@@ -602,19 +603,21 @@ impl Pipeline {
     }
 
     /// Differences between the store and the emulator's truth for messages (and events, if
-    /// `events`): missing or stale objects, and deleted ones that are not tombstones.
+    /// `events`): missing or stale objects, and deleted ones that are not tombstones. An event
+    /// outside the reconciler's events window is missing only if the store never heard of it.
     pub async fn diff_against_truth(&self, events: bool) -> Vec<String> {
         let truth = self.emulator.truth();
+        let window = self.reconciler.settings.events_window;
         let mut diffs = Vec::new();
         for g in &truth.grants {
             let grant = &g.grant_id;
-            let mut expect: Vec<(ObjectRef, Option<&serde_json::Value>)> = Vec::new();
+            let mut expect: Vec<(ObjectRef, Option<&serde_json::Value>, bool)> = Vec::new();
             for m in &g.messages {
                 let id = m["id"].as_str().unwrap_or_default().to_string();
-                expect.push((ObjectRef::Message { id }, Some(m)));
+                expect.push((ObjectRef::Message { id }, Some(m), true));
             }
             for id in &g.deleted_message_ids {
-                expect.push((ObjectRef::Message { id: id.clone() }, None));
+                expect.push((ObjectRef::Message { id: id.clone() }, None, true));
             }
             if events {
                 for e in &g.events {
@@ -623,7 +626,8 @@ impl Pipeline {
                         id: e["id"].as_str().unwrap_or_default().into(),
                     };
                     let cancelled = e["status"] == "cancelled";
-                    expect.push((r, if cancelled { None } else { Some(e) }));
+                    let required = window.covers(e, truth.now);
+                    expect.push((r, if cancelled { None } else { Some(e) }, required));
                 }
                 for d in &g.deleted_events {
                     expect.push((
@@ -632,12 +636,14 @@ impl Pipeline {
                             id: d.id.clone(),
                         },
                         None,
+                        true,
                     ));
                 }
             }
-            for (r, want) in expect {
+            for (r, want, required) in expect {
                 let got = self.stored(grant, &r).await;
                 match (want, got) {
+                    (Some(_), None) if !required => {}
                     (Some(want), Some(got))
                         if !got.deleted && got.object.as_ref() == Some(want) => {}
                     (Some(_), None) => diffs.push(format!("missing {grant} {}", r.sort_key())),

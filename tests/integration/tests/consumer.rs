@@ -28,6 +28,7 @@ fn fast_clock() -> PipelineOptions {
             time_scale: 50.0,
             initial_messages_per_grant: 0,
             initial_events_per_grant: 0,
+            recurring_series_per_grant: 0,
             ..EmulatorConfig::default()
         },
         ..PipelineOptions::default()
@@ -613,6 +614,7 @@ async fn mixed_traffic_converges_with_few_nylas_calls_and_one_write_per_notifica
             seed: 7,
             initial_messages_per_grant: 0,
             initial_events_per_grant: 0,
+            recurring_series_per_grant: 0,
             ..EmulatorConfig::default()
         },
         ..PipelineOptions::default()

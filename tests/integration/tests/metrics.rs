@@ -144,6 +144,7 @@ async fn a_consumer_batch_prints_its_writes_fetches_calls_and_lag() {
             time_scale: 50.0,
             initial_messages_per_grant: 0,
             initial_events_per_grant: 0,
+            recurring_series_per_grant: 0,
             ..EmulatorConfig::default()
         },
         ..PipelineOptions::default()

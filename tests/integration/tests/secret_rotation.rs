@@ -31,6 +31,7 @@ async fn setup(announce: bool) -> Setup {
         time_scale: 120.0,
         initial_messages_per_grant: 0,
         initial_events_per_grant: 0,
+        recurring_series_per_grant: 0,
         ..EmulatorConfig::default()
     })
     .await
@@ -142,9 +143,15 @@ async fn with_the_rotation_announced_notifications_signed_before_the_secret_is_s
 }
 
 #[tokio::test]
-async fn without_the_announcement_the_same_window_loses_the_notifications() {
+async fn without_the_announcement_the_same_window_is_refused_with_401_and_rides_on_nylas_retries() {
     let s = setup(false).await;
     let new_secret = s.rotate_at_nylas_and_send(5).await;
+    let d = s.emu.stats().webhooks.deliveries;
+    assert_eq!(d.failed_attempts, 5, "refused with 401: {d:?}");
+    assert!(
+        s.aws.drain(&s.queue_url).await.is_empty(),
+        "nothing unverified was queued"
+    );
     s.store(&new_secret).await;
     assert!(
         s.emu
@@ -152,9 +159,10 @@ async fn without_the_announcement_the_same_window_loses_the_notifications() {
             .await
     );
     let d = s.emu.stats().webhooks.deliveries;
-    // 401 is not retried: these notifications are gone (the reconciler would have to find them).
-    assert_eq!(d.rejected, 5, "{d:?}");
-    assert_eq!(d.delivered, 0, "{d:?}");
-    assert!(s.aws.drain(&s.queue_url).await.is_empty());
+    // Nylas retries every non-200, a 401 included: the second attempt verifies. Each refusal
+    // still counted against the destination's health, and a third failure would have lost it.
+    assert_eq!(d.delivered, 5, "{d:?}");
+    assert_eq!(d.non_200_answers, 5, "{d:?}");
+    assert_eq!(s.aws.drain(&s.queue_url).await.len(), 5);
     s.emu.shutdown().await;
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use nylas_emulator::Truth;
+use nylas_sync::event_window::EventWindow;
 use nylas_sync::store::{ObjectRef, ObjectStore, StoreError, StoredObject};
 use serde::Serialize;
 use serde_json::Value;
@@ -31,12 +32,24 @@ impl Completeness {
 }
 
 /// Compares messages (and events, if `events`) of every grant in `truth` with the store.
-/// Cancelled events count as deleted. Calendars are not compared (they change rarely and the
-/// store keeps them only once listed).
+/// Cancelled events count as deleted. An event the store does not hold is missing only inside
+/// the events window the reconciler mirrors (taken at the truth's time; see
+/// `nylas_sync::event_window`); an event it does hold must equal Nylas's wherever it lies.
+/// Calendars are not compared (they change rarely and the store keeps them only once listed).
 pub async fn compare(
     store: &ObjectStore,
     truth: &Truth,
     events: bool,
+) -> Result<Completeness, StoreError> {
+    compare_within(store, truth, events, &EventWindow::default()).await
+}
+
+/// [`compare`] with the events window of a reconciler configured otherwise.
+pub async fn compare_within(
+    store: &ObjectStore,
+    truth: &Truth,
+    events: bool,
+    window: &EventWindow,
 ) -> Result<Completeness, StoreError> {
     let mut result = Completeness::default();
     for g in &truth.grants {
@@ -47,12 +60,13 @@ pub async fn compare(
             .into_iter()
             .map(|o| (o.sort_key.clone(), o))
             .collect();
-        let mut expect: Vec<(ObjectRef, Option<&Value>)> = Vec::new();
+        // (object, its state at Nylas, whether the store must hold it even if it never heard of it)
+        let mut expect: Vec<(ObjectRef, Option<&Value>, bool)> = Vec::new();
         for m in &g.messages {
-            expect.push((ObjectRef::Message { id: text(m, "id") }, Some(m)));
+            expect.push((ObjectRef::Message { id: text(m, "id") }, Some(m), true));
         }
         for id in &g.deleted_message_ids {
-            expect.push((ObjectRef::Message { id: id.clone() }, None));
+            expect.push((ObjectRef::Message { id: id.clone() }, None, true));
         }
         if events {
             for e in &g.events {
@@ -61,7 +75,8 @@ pub async fn compare(
                     id: text(e, "id"),
                 };
                 let cancelled = e.get("status").and_then(Value::as_str) == Some("cancelled");
-                expect.push((r, if cancelled { None } else { Some(e) }));
+                let required = window.covers(e, truth.now);
+                expect.push((r, if cancelled { None } else { Some(e) }, required));
             }
             for d in &g.deleted_events {
                 expect.push((
@@ -70,13 +85,15 @@ pub async fn compare(
                         id: d.id.clone(),
                     },
                     None,
+                    true,
                 ));
             }
         }
-        for (r, want) in expect {
+        for (r, want, required) in expect {
             let key = format!("{grant} {}", r.sort_key());
             let got = stored.get(&r.sort_key());
             match (want, got) {
+                (Some(_), None) if !required => {}
                 (Some(want), Some(got)) if !got.deleted && got.object.as_ref() == Some(want) => {}
                 (Some(_), None) => result.missing.push(key),
                 (Some(_), Some(got)) if got.deleted => result.missing.push(key),
