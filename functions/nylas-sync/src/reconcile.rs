@@ -498,10 +498,12 @@ impl Reconciler {
             let updated_after = (cal_since - self.settings.overlap_s).to_string();
             for (start, end) in &spans {
                 let (start, end) = (start.to_string(), end.to_string());
-                // A backfill imports every master, exception and single event of the window,
-                // whenever it last changed; later runs list what changed since the cursor
-                // (cancelled ones included, recurring series unexpanded).
-                let events = if job.kind == JobKind::Backfill {
+                // A backfill, or a calendar never listed before, imports every master,
+                // exception and single event of the window, whenever it last changed; later
+                // runs list what changed since the cursor (cancelled ones included, recurring
+                // series unexpanded).
+                let first_time = !grant.events_updated_after.contains_key(cal);
+                let events = if job.kind == JobKind::Backfill || first_time {
                     self.list_all(
                         g,
                         IMPORT,
