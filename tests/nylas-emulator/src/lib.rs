@@ -792,6 +792,7 @@ impl Emulator {
     }
 
     /// Registers a destination subscribed to every notification (trigger `*`), without the challenge.
+    /// `GET /v3/webhooks` lists it with the real trigger names the emulator sends, not `*`.
     /// Returns `(id, webhook_secret)`.
     pub fn register_destination_direct(&self, url: &str, compressed: bool) -> (String, String) {
         webhooks::register(

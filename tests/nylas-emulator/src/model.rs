@@ -104,6 +104,8 @@ pub struct Calendar {
     pub grant_id: String,
     pub object: String,
     pub name: String,
+    /// Omitted when the calendar has none: the spec types it as a string, never `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub is_primary: bool,
     pub read_only: bool,

@@ -28,7 +28,10 @@ pub(crate) const STATUSES: &[&str] = &["active", "pause", "failing", "failed"];
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct WebhookInfo {
     pub(crate) id: String,
+    /// Omitted when never set: the spec types it as a string, never `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) description: Option<String>,
+    /// Real trigger names only: a catch-all destination lists `EMITTED_TRIGGERS`.
     pub(crate) trigger_types: Vec<String>,
     pub(crate) webhook_url: String,
     pub(crate) status: String,
@@ -47,11 +50,55 @@ pub(crate) struct Destination {
     attempts: VecDeque<(i64, bool)>,
     /// When the destination became `failing`.
     failing_since: Option<i64>,
+    /// Registered with the catch-all `*` (an emulator convenience, no Nylas trigger): gets every
+    /// notification, including kinds `emit_notification` makes up, while `trigger_types` lists
+    /// real names.
+    all_triggers: bool,
+}
+
+/// Every trigger the emulator's model and controls send, as a catch-all (`*`) destination
+/// lists them: all are in the spec's `trigger_types` enum and the official SDK's.
+pub(crate) const EMITTED_TRIGGERS: &[&str] = &[
+    "message.created",
+    "message.updated",
+    "message.deleted",
+    "event.created",
+    "event.updated",
+    "event.deleted",
+    "calendar.created",
+    "calendar.updated",
+    "calendar.deleted",
+    "grant.created",
+    "grant.updated",
+    "grant.deleted",
+    "grant.expired",
+    "message.opened",
+    "message.opened.legacy",
+    "message.link_clicked",
+    "message.link_clicked.legacy",
+    "thread.replied",
+    "thread.replied.legacy",
+    "message.bounce_detected",
+];
+
+/// The triggers to list and whether the destination takes everything: `*` is replaced by
+/// `EMITTED_TRIGGERS` (keeping any other names given, without repeats).
+fn expand_catch_all(triggers: Vec<String>) -> (Vec<String>, bool) {
+    if !triggers.iter().any(|t| t == "*") {
+        return (triggers, false);
+    }
+    let mut listed: Vec<String> = EMITTED_TRIGGERS.iter().map(|t| t.to_string()).collect();
+    for t in triggers {
+        if t != "*" && !listed.contains(&t) {
+            listed.push(t);
+        }
+    }
+    (listed, true)
 }
 
 impl Destination {
     pub(crate) fn subscribes(&self, n: &crate::model::Notification) -> bool {
-        self.info.trigger_types.iter().any(|t| n.matches_trigger(t))
+        self.all_triggers || self.info.trigger_types.iter().any(|t| n.matches_trigger(t))
     }
 
     fn set_status(&mut self, status: &str, now: i64) {
@@ -153,6 +200,7 @@ pub(crate) fn register(
     let now = shared.clock.now();
     let (tx, rx) = mpsc::unbounded_channel();
     let permits = Arc::new(Semaphore::new(shared.config.delivery_concurrency.max(1)));
+    let (trigger_types, all_triggers) = expand_catch_all(trigger_types);
     let dest = Destination {
         info: WebhookInfo {
             id: id.clone(),
@@ -170,6 +218,7 @@ pub(crate) fn register(
         tx,
         attempts: VecDeque::new(),
         failing_since: None,
+        all_triggers,
     };
     lock(&shared.destinations).insert(id.clone(), dest);
     shared.spawn(run_destination(shared.clone(), id.clone(), rx, permits));
@@ -243,7 +292,7 @@ pub(crate) fn update(shared: &Shared, id: &str, u: Update) -> Option<WebhookInfo
         d.info.description = Some(v);
     }
     if let Some(v) = u.trigger_types {
-        d.info.trigger_types = v;
+        (d.info.trigger_types, d.all_triggers) = expand_catch_all(v);
     }
     if let Some(v) = u.webhook_url {
         d.info.webhook_url = v;

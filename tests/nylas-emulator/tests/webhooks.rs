@@ -578,3 +578,55 @@ async fn unasked_suffixes_reach_subscribers_of_the_base_trigger_cleaned_only_its
     );
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_catch_all_destination_lists_real_triggers_and_a_missing_description_is_omitted() {
+    let emu = start(idle()).await;
+    let catch_all = Receiver::start().await;
+    let (catch_all_id, _) = emu.register_destination_direct(&catch_all.url, false);
+    let (status, body) = common::get_json(&emu, "/v3/webhooks").await;
+    assert_eq!(status, 200);
+    let listed = &body["data"][0];
+    assert_eq!(listed["id"], catch_all_id.as_str());
+    let triggers: Vec<&str> = listed["trigger_types"]
+        .as_array()
+        .expect("trigger_types")
+        .iter()
+        .map(|t| t.as_str().expect("a string"))
+        .collect();
+    assert!(!triggers.contains(&"*"), "{triggers:?}");
+    for t in [
+        "message.created",
+        "event.deleted",
+        "grant.expired",
+        "message.opened",
+    ] {
+        assert!(triggers.contains(&t), "{t} missing from {triggers:?}");
+    }
+    assert!(listed.get("description").is_none(), "{listed}");
+    let g = emu.grant_ids()[0].clone();
+    let (_, cals) = common::get_json(&emu, &format!("/v3/grants/{g}/calendars")).await;
+    for c in cals["data"].as_array().expect("calendars") {
+        assert!(
+            c.get("description").is_none_or(Value::is_string),
+            "description is a string or absent: {c}"
+        );
+    }
+
+    // Still a catch-all: a kind it does not list reaches it. A PUT with real triggers ends that.
+    emu.emit_notification("booking.created", &g, json!({"grant_id": g}));
+    assert!(emu.wait_for_deliveries_idle(DEADLINE).await);
+    assert_eq!(catch_all.of_kind("booking.created").len(), 1);
+    let resp = client()
+        .put(format!("{}/v3/webhooks/{catch_all_id}", emu.base_url()))
+        .bearer_auth(emu.api_key())
+        .json(&json!({"trigger_types": ["message.created"]}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 200);
+    emu.emit_notification("booking.created", &g, json!({"grant_id": g}));
+    assert!(emu.wait_for_deliveries_idle(DEADLINE).await);
+    assert_eq!(catch_all.of_kind("booking.created").len(), 1);
+    emu.shutdown().await;
+}
