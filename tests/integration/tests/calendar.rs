@@ -375,3 +375,42 @@ async fn event_notifications_without_a_grant_id_are_parked_visibly_and_reconcili
     run(&p, &g, JobKind::Incremental, false).await;
     assert_eq!(p.diff_against_truth(true).await, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn an_icloud_grant_is_listed_in_one_year_slices() {
+    // iCloud refuses an events listing over one year: a three-year window must be cut.
+    let p = Pipeline::start(options(1.0)).await;
+    let g = p.emulator.add_grant_with("icloud");
+    p.settle(SETTLE).await;
+    let registered = p
+        .consumer
+        .grants
+        .get(&g)
+        .await
+        .unwrap()
+        .expect("grant.created registered it");
+    assert_eq!(registered.provider.as_deref(), Some("icloud"));
+    let primary = p
+        .emulator
+        .primary_calendar_id(&g)
+        .expect("primary calendar");
+    let now = p.emulator.now();
+    p.emulator.set_silent(true);
+    let past = event(&p, &g, &primary, "last year", now - 300 * DAY);
+    let ahead = event(&p, &g, &primary, "in 20 months", now + 600 * DAY);
+    run(&p, &g, JobKind::Backfill, false).await;
+    run(&p, &g, JobKind::Incremental, true).await;
+    assert_eq!(p.diff_against_truth(true).await, Vec::<String>::new());
+    for id in [past, ahead] {
+        assert!(p
+            .stored(
+                &g,
+                &ObjectRef::Event {
+                    calendar_id: primary.clone(),
+                    id
+                }
+            )
+            .await
+            .is_some_and(|s| !s.deleted));
+    }
+}
