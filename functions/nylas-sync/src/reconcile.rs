@@ -451,7 +451,16 @@ impl Reconciler {
             if let Some(t) = &page_token {
                 query.push(("page_token", t.as_str()));
             }
-            let page = self.nylas.list(g, "messages", &query).await?;
+            let page = match self.nylas.list(g, "messages", &query).await {
+                // A checkpoint's page token may have expired: list again from the cursor (the
+                // pages already stored are skipped by content hash).
+                Err(NylasError::Rejected(why)) if page_token.is_some() => {
+                    tracing::warn!(grant_id = g, reason = %why, "page token refused: listing again from the cursor");
+                    page_token = None;
+                    continue;
+                }
+                page => page?,
+            };
             let items = page
                 .data
                 .into_iter()

@@ -580,3 +580,47 @@ async fn the_reconciler_and_the_scheduler_print_valid_emf_with_their_documented_
         assert!(names.contains(*name), "{name} missing from {lines:?}");
     }
 }
+
+#[tokio::test]
+async fn a_checkpoint_whose_page_token_expired_lists_again_from_the_cursor() {
+    let p = Pipeline::start(options(60.0, no_sweep())).await;
+    let g = started(&p).await;
+    p.emulator.set_silent(true);
+    for _ in 0..6 {
+        p.emulator.create_message(&g, MessageSpec::default());
+    }
+    // A real page token, as a checkpointed job carries it...
+    let page: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "{}/v3/grants/{g}/messages?limit=2",
+            p.emulator.base_url()
+        ))
+        .bearer_auth(p.emulator.api_key())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = page["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_string();
+    // ...that has expired by the time the continuation runs.
+    p.emulator.set_faults(Faults {
+        page_token_max_age_secs: Some(1),
+        ..Faults::default()
+    });
+    p.next_second().await;
+    p.next_second().await;
+    let mut job = ReconcileJob::new(g.clone(), JobKind::Incremental, None);
+    job.page_token = Some(token);
+    job.poll_start = Some(p.emulator.now() - 5);
+    let report = p
+        .reconciler
+        .run(&job, Instant::now() + Duration::from_secs(600))
+        .await
+        .expect("an expired token is not a failure");
+    assert_eq!(report.outcome, RunOutcome::Completed);
+    assert_eq!(p.diff_against_truth(true).await, Vec::<String>::new());
+}
