@@ -527,7 +527,17 @@ async fn each_grant_lifecycle_notification_has_its_effect() {
     assert_eq!(grant.status, GrantStatus::Expired);
     let expired_at = grant.expired_at.expect("expiry time");
 
-    // grant.updated after expiry: active again, catch-up from the expiry time.
+    // An ordinary grant.updated (25014) is not a re-authentication: still expired, no job.
+    p.next_second().await;
+    assert!(p.emulator.update_grant(&g));
+    p.settle(SETTLE).await;
+    assert_eq!(
+        p.consumer.grants.get(&g).await.unwrap().unwrap().status,
+        GrantStatus::Expired
+    );
+    assert!(reconcile_jobs(&p).await.is_empty());
+
+    // grant.updated with 25027 (re-authentication): active again, catch-up from the expiry time.
     p.next_second().await;
     p.emulator.reauthenticate_grant(&g);
     p.settle(SETTLE).await;
