@@ -1,11 +1,16 @@
 //! The ingest Lambda: API Gateway → verify → SQS. All logic lives in `nylas_sync::ingest`; this
 //! binary reads the configuration once per cold start and hands the handler to the runtime.
+//!
+//! The event is read by `nylas_sync::proxy_event` (HTTP API 2.0 or REST API 1.0), not converted
+//! by `lambda_http`: that conversion copies the body, tries each event shape in turn and panics
+//! on a raw `"` or space in the query string; this reader never fails on a JSON document.
 
 use std::sync::Arc;
 
-use lambda_http::{service_fn, Error, Request};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
 use nylas_sync::config::ProcessEnv;
 use nylas_sync::ingest::Ingest;
+use nylas_sync::proxy_event::{ProxyEvent, ProxyResponse};
 
 fn main() -> Result<(), Error> {
     nylas_sync::tls::run_function(run)
@@ -20,9 +25,9 @@ async fn run() -> Result<(), Error> {
             return Err(e.into());
         }
     };
-    lambda_http::run(service_fn(move |req: Request| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<ProxyEvent>| {
         let ingest = Arc::clone(&ingest);
-        async move { Ok::<_, Error>(ingest.handle(req).await) }
+        async move { Ok::<ProxyResponse, Error>(ingest.handle_event(event.payload).await) }
     }))
     .await
 }

@@ -3,15 +3,18 @@
 //! the notification is durable in SQS (or S3 + SQS). Anything else gets a short JSON error and
 //! changes nothing.
 
+use std::borrow::Cow;
 use std::io::Read;
 
-use lambda_http::http::{header, HeaderMap, Method, StatusCode};
+use base64::Engine as _;
+use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 
 use crate::aws::{self, AwsTimeouts};
 use crate::config::{ConfigError, Env, IngestLimits, Secrets};
 use crate::metrics::{names, Emf};
 use crate::notification::{parse_routing, Routing};
+use crate::proxy_event::{ProxyEvent, ProxyResponse};
 use crate::queue::{Destination, NotificationSink, Placement, SqsNotificationSink};
 use crate::secrets::{self, SecretsManagerSource, Verdict, WebhookSecrets};
 use crate::signature::SignatureError;
@@ -93,20 +96,131 @@ impl Outcome {
     }
 }
 
+/// One request as the ingest sees it, whichever way it arrived: the API Gateway event read by
+/// [`crate::proxy_event`] (the Lambda binary) or a `lambda_http::Request` (the local stack).
+#[derive(Debug)]
+struct IngestRequest<'a> {
+    /// As sent; only `GET` and `POST` are served.
+    pub method: &'a str,
+    /// The first `challenge` query parameter, decoded.
+    pub challenge: Option<Cow<'a, str>>,
+    /// The first `x-nylas-signature` value.
+    pub signature: Option<&'a [u8]>,
+    /// Every `Content-Encoding` value.
+    pub content_encoding: Vec<&'a [u8]>,
+    pub body: RequestBody,
+}
+
+/// A request body as delivered; base64 is decoded only for a `POST`.
+#[derive(Debug)]
+enum RequestBody {
+    Text(String),
+    Bytes(Vec<u8>),
+    /// API Gateway's base64 encoding of the bytes the client sent.
+    Base64(String),
+}
+
+impl RequestBody {
+    /// The bytes as held (still encoded for `Base64`).
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Text(text) | Self::Base64(text) => text.as_bytes(),
+            Self::Bytes(bytes) => bytes,
+        }
+    }
+}
+
+/// The answer to a `GET`: the challenge echoed back.
+fn challenge(challenge: Option<&str>) -> Outcome {
+    match challenge {
+        None | Some("") => Outcome::refused(
+            StatusCode::BAD_REQUEST,
+            "missing_challenge",
+            "GET must carry ?challenge=",
+        ),
+        Some(c) if c.len() > MAX_CHALLENGE_BYTES => Outcome::refused(
+            StatusCode::BAD_REQUEST,
+            "challenge_too_long",
+            format!("challenge longer than {MAX_CHALLENGE_BYTES} bytes"),
+        ),
+        Some(c) => Outcome::Challenge(c.to_string()),
+    }
+}
+
 impl<S: NotificationSink> Ingest<S> {
-    /// Handles one API Gateway request (HTTP API v2 or REST API v1; `lambda_http` has already
-    /// undone API Gateway's base64 encoding, so the body is the bytes Nylas signed).
+    /// Handles one invocation of the ingest Lambda: the API Gateway event (HTTP API v2 or REST
+    /// API v1) as [`ProxyEvent`] read it from the Runtime API, answered with the proxy response.
+    /// Never fails: anything malformed gets a 4xx JSON answer.
+    pub async fn handle_event(&self, mut event: ProxyEvent) -> ProxyResponse {
+        if !event.is_object {
+            let outcome = Outcome::refused(
+                StatusCode::BAD_REQUEST,
+                "invalid_event",
+                "not an API Gateway proxy event",
+            );
+            log("", &outcome, None);
+            return proxy_response(outcome);
+        }
+        // The body moves out of the event; everything else is borrowed from it.
+        let body = match event.body.take() {
+            None => RequestBody::Bytes(Vec::new()),
+            Some(encoded) if event.is_base64_encoded => RequestBody::Base64(encoded),
+            Some(text) => RequestBody::Text(text),
+        };
+        let req = IngestRequest {
+            method: event.method().unwrap_or(""),
+            challenge: event.challenge(),
+            signature: event.signature().map(str::as_bytes),
+            content_encoding: event
+                .content_encoding()
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect(),
+            body,
+        };
+        proxy_response(self.answer(req).await)
+    }
+
+    /// Handles one request already converted by `lambda_http` (the local stack serves the ingest
+    /// over real HTTP this way; `lambda_http` has undone API Gateway's base64 encoding, so the
+    /// body is the bytes Nylas signed).
     pub async fn handle(&self, req: Request) -> Response<Body> {
-        let method = req.method().clone();
+        let (parts, body) = req.into_parts();
+        let head = Request::from_parts(parts, Body::Empty);
+        let challenge = head
+            .query_string_parameters_ref()
+            .and_then(|q| q.first("challenge"))
+            .map(Cow::Borrowed);
+        let headers = head.headers();
+        let req = IngestRequest {
+            method: head.method().as_str(),
+            challenge,
+            signature: headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes()),
+            content_encoding: headers
+                .get_all(header::CONTENT_ENCODING)
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect(),
+            body: match body {
+                Body::Text(text) => RequestBody::Text(text),
+                Body::Binary(bytes) => RequestBody::Bytes(bytes),
+                _ => RequestBody::Bytes(Vec::new()),
+            },
+        };
+        respond(self.answer(req).await)
+    }
+
+    /// The one decision both entry points share: answers, logs and counts one request.
+    async fn answer(&self, req: IngestRequest<'_>) -> Outcome {
         let mut routing_log: Option<Routing<'static>> = None;
         let mut secrets_refreshed = false;
-        let outcome = match method {
-            Method::GET => self.challenge(&req),
-            Method::POST => {
-                let (parts, body) = req.into_parts();
+        let outcome = match req.method {
+            "GET" => challenge(req.challenge.as_deref()),
+            "POST" => {
                 self.notification(
-                    &parts.headers,
-                    body,
+                    req.signature,
+                    &req.content_encoding,
+                    req.body,
                     &mut routing_log,
                     &mut secrets_refreshed,
                 )
@@ -118,48 +232,55 @@ impl<S: NotificationSink> Ingest<S> {
                 "use GET for the challenge or POST for notifications",
             ),
         };
-        log(&method, &outcome, routing_log.as_ref());
-        if method == Method::POST {
+        log(req.method, &outcome, routing_log.as_ref());
+        if req.method == "POST" {
             emit_metrics(&outcome, secrets_refreshed);
         }
-        respond(outcome)
-    }
-
-    fn challenge(&self, req: &Request) -> Outcome {
-        let challenge = req
-            .query_string_parameters_ref()
-            .and_then(|q| q.first("challenge"));
-        match challenge {
-            None | Some("") => Outcome::refused(
-                StatusCode::BAD_REQUEST,
-                "missing_challenge",
-                "GET must carry ?challenge=",
-            ),
-            Some(c) if c.len() > MAX_CHALLENGE_BYTES => Outcome::refused(
-                StatusCode::BAD_REQUEST,
-                "challenge_too_long",
-                format!("challenge longer than {MAX_CHALLENGE_BYTES} bytes"),
-            ),
-            Some(c) => Outcome::Challenge(c.to_string()),
-        }
+        outcome
     }
 
     async fn notification(
         &self,
-        headers: &HeaderMap,
-        body: Body,
+        signature: Option<&[u8]>,
+        content_encodings: &[&[u8]],
+        body: RequestBody,
         routing_log: &mut Option<Routing<'static>>,
         secrets_refreshed: &mut bool,
     ) -> Outcome {
-        let raw: &[u8] = body.as_ref();
-        if raw.len() > self.limits.max_body_bytes {
-            return Outcome::refused(
+        let too_large = || {
+            Outcome::refused(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!("body larger than {} bytes", self.limits.max_body_bytes),
-            );
+            )
+        };
+        // The bytes the client sent: text as is, base64 decoded (refused unread when even its
+        // shortest decoding would be over the limit).
+        let body = match body {
+            RequestBody::Base64(encoded) => {
+                if (encoded.len() / 4).saturating_mul(3).saturating_sub(2)
+                    > self.limits.max_body_bytes
+                {
+                    return too_large();
+                }
+                match base64::engine::general_purpose::STANDARD.decode(encoded.as_bytes()) {
+                    Ok(bytes) => RequestBody::Bytes(bytes),
+                    Err(_) => {
+                        return Outcome::refused(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_base64",
+                            "isBase64Encoded is set but the body is not base64",
+                        )
+                    }
+                }
+            }
+            body => body,
+        };
+        let raw = body.as_bytes();
+        if raw.len() > self.limits.max_body_bytes {
+            return too_large();
         }
-        let gzip = match content_encoding(headers) {
+        let gzip = match content_encoding(content_encodings) {
             Ok(gzip) => gzip,
             Err(()) => {
                 return Outcome::refused(
@@ -169,7 +290,6 @@ impl<S: NotificationSink> Ingest<S> {
                 )
             }
         };
-        let signature = headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes());
         let verification = self.secrets.verify(signature, raw).await;
         *secrets_refreshed = verification.refreshed;
         match verification.verdict {
@@ -194,31 +314,31 @@ impl<S: NotificationSink> Ingest<S> {
         }
         // Verified: the bytes are Nylas's. Decompress (bounded) and take ownership as text.
         let text = match (gzip, body) {
-            (true, body) => match gunzip_bounded(body.as_ref(), self.limits.max_decompressed_bytes)
-            {
-                Ok(bytes) => String::from_utf8(bytes),
-                Err(GunzipError::TooLarge) => {
-                    return Outcome::refused(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        format!(
-                            "decompressed body larger than {} bytes",
-                            self.limits.max_decompressed_bytes
-                        ),
-                    )
+            (true, body) => {
+                match gunzip_bounded(body.as_bytes(), self.limits.max_decompressed_bytes) {
+                    Ok(bytes) => String::from_utf8(bytes),
+                    Err(GunzipError::TooLarge) => {
+                        return Outcome::refused(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "payload_too_large",
+                            format!(
+                                "decompressed body larger than {} bytes",
+                                self.limits.max_decompressed_bytes
+                            ),
+                        )
+                    }
+                    Err(GunzipError::Broken) => {
+                        return Outcome::refused(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_gzip",
+                            "body is not valid gzip",
+                        )
+                    }
                 }
-                Err(GunzipError::Broken) => {
-                    return Outcome::refused(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_gzip",
-                        "body is not valid gzip",
-                    )
-                }
-            },
-            (false, Body::Text(text)) => Ok(text),
-            (false, Body::Binary(bytes)) => String::from_utf8(bytes),
-            (false, Body::Empty) => Ok(String::new()),
-            (false, _) => Ok(String::new()),
+            }
+            (false, RequestBody::Text(text)) => Ok(text),
+            (false, RequestBody::Bytes(bytes)) => String::from_utf8(bytes),
+            (false, RequestBody::Base64(text)) => Ok(text),
         };
         // Signed is never refused for its content (a refusal is retried by Nylas, then dropped
         // for good): a body without readable routing is queued under a digest of its bytes and
@@ -257,10 +377,10 @@ impl<S: NotificationSink> Ingest<S> {
 }
 
 /// `Ok(true)` for gzip, `Ok(false)` for none or identity, `Err` for anything else.
-fn content_encoding(headers: &HeaderMap) -> Result<bool, ()> {
+fn content_encoding(values: &[&[u8]]) -> Result<bool, ()> {
     let mut gzip = false;
-    for value in headers.get_all(header::CONTENT_ENCODING) {
-        let v = value.to_str().map_err(|_| ())?.trim();
+    for value in values {
+        let v = header_text(value).ok_or(())?.trim();
         if v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip") {
             if gzip {
                 return Err(()); // gzip twice is not something Nylas sends
@@ -271,6 +391,18 @@ fn content_encoding(headers: &HeaderMap) -> Result<bool, ()> {
         }
     }
     Ok(gzip)
+}
+
+/// A header value as text, under the rule of `http::HeaderValue::to_str`: visible ASCII and tabs.
+fn header_text(value: &[u8]) -> Option<&str> {
+    if value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -292,7 +424,16 @@ pub fn gunzip_bounded(data: &[u8], limit: usize) -> Result<Vec<u8>, GunzipError>
     Ok(out)
 }
 
-fn log(method: &Method, outcome: &Outcome, routing: Option<&Routing<'_>>) {
+fn log(method: &str, outcome: &Outcome, routing: Option<&Routing<'_>>) {
+    // The method is the client's: logged only when it looks like one.
+    let method = if !method.is_empty()
+        && method.len() <= 16
+        && method.bytes().all(|b| b.is_ascii_alphabetic())
+    {
+        method
+    } else {
+        "(invalid)"
+    };
     let notification_id = routing.map(|r| r.id.as_ref());
     let trigger = routing.map(|r| r.trigger.as_ref());
     let grant_id = routing.and_then(|r| r.grant_id.as_deref());
@@ -347,37 +488,75 @@ fn emit_metrics(outcome: &Outcome, secrets_refreshed: bool) {
     m.flush();
 }
 
-fn respond(outcome: Outcome) -> Response<Body> {
-    let builder = Response::builder().header("x-content-type-options", "nosniff");
-    let response = match outcome {
-        Outcome::Challenge(challenge) => builder
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .body(Body::Text(challenge)),
-        Outcome::Queued { .. } => builder
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::Text(r#"{"status":"queued"}"#.into())),
+/// Status, headers and body of an answer, whichever way it is sent.
+struct Answer {
+    status: StatusCode,
+    headers: Vec<(&'static str, &'static str)>,
+    body: String,
+}
+
+fn answer(outcome: Outcome) -> Answer {
+    let mut headers = vec![("x-content-type-options", "nosniff")];
+    let (status, body) = match outcome {
+        Outcome::Challenge(challenge) => {
+            headers.push(("content-type", "text/plain; charset=utf-8"));
+            (StatusCode::OK, challenge)
+        }
+        Outcome::Queued { .. } => {
+            headers.push(("content-type", "application/json"));
+            (StatusCode::OK, r#"{"status":"queued"}"#.to_string())
+        }
         Outcome::Refused {
             status,
             code,
             message,
         } => {
-            let mut b = builder
-                .status(status)
-                .header(header::CONTENT_TYPE, "application/json");
+            headers.push(("content-type", "application/json"));
             if status == StatusCode::METHOD_NOT_ALLOWED {
-                b = b.header(header::ALLOW, "GET, POST");
+                headers.push(("allow", "GET, POST"));
             }
             if status == StatusCode::SERVICE_UNAVAILABLE {
-                b = b.header(header::RETRY_AFTER, "5");
+                headers.push(("retry-after", "5"));
             }
             let body = serde_json::json!({ "error": code, "message": message }).to_string();
-            b.body(Body::Text(body))
+            (status, body)
         }
     };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn respond(outcome: Outcome) -> Response<Body> {
+    let Answer {
+        status,
+        headers,
+        body,
+    } = answer(outcome);
+    let mut builder = Response::builder().status(status);
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
     // Every header above is a static, valid value, so building cannot fail.
-    response.unwrap_or_else(|_| Response::new(Body::Empty))
+    builder
+        .body(Body::Text(body))
+        .unwrap_or_else(|_| Response::new(Body::Empty))
+}
+
+fn proxy_response(outcome: Outcome) -> ProxyResponse {
+    let Answer {
+        status,
+        headers,
+        body,
+    } = answer(outcome);
+    ProxyResponse {
+        status_code: status.as_u16(),
+        headers: headers.into_iter().collect(),
+        body,
+        is_base64_encoded: false,
+    }
 }
 
 #[cfg(test)]
@@ -420,16 +599,14 @@ mod tests {
 
     #[test]
     fn content_encoding_accepts_gzip_and_identity_only() {
-        let mut h = HeaderMap::new();
-        assert_eq!(content_encoding(&h), Ok(false));
-        h.insert(header::CONTENT_ENCODING, "GZip".parse().unwrap());
-        assert_eq!(content_encoding(&h), Ok(true));
-        h.insert(header::CONTENT_ENCODING, "identity".parse().unwrap());
-        assert_eq!(content_encoding(&h), Ok(false));
-        h.insert(header::CONTENT_ENCODING, "br".parse().unwrap());
-        assert_eq!(content_encoding(&h), Err(()));
-        h.insert(header::CONTENT_ENCODING, "gzip".parse().unwrap());
-        h.append(header::CONTENT_ENCODING, "gzip".parse().unwrap());
-        assert_eq!(content_encoding(&h), Err(()));
+        assert_eq!(content_encoding(&[]), Ok(false));
+        assert_eq!(content_encoding(&[b"GZip"]), Ok(true));
+        assert_eq!(content_encoding(&[b" identity "]), Ok(false));
+        assert_eq!(content_encoding(&[b"br"]), Err(()));
+        assert_eq!(content_encoding(&[b"gzip", b"gzip"]), Err(()));
+        assert_eq!(content_encoding(&[b"gzip,gzip"]), Err(()));
+        // Not text under HeaderValue::to_str's rule: refused as before.
+        assert_eq!(content_encoding(&["gzip\u{e9}".as_bytes()]), Err(()));
+        assert_eq!(content_encoding(&[b"gzip\n"]), Err(()));
     }
 }

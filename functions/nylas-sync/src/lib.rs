@@ -22,6 +22,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod notification;
 pub mod nylas;
+pub mod proxy_event;
 pub mod queue;
 pub mod reconcile;
 pub mod scheduler;
