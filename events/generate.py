@@ -1,9 +1,16 @@
 #!/usr/bin/env python3
-"""Regenerates the sample API Gateway (HTTP API, payload 2.0) events in this folder.
+"""Regenerates the sample events in this folder, one or more per function:
 
-The signed samples use the local development secret `local-dev-secret` (NYLAS_WEBHOOK_SECRETS in
-the README). tests/integration/tests/sample_events.rs feeds every file here to the real handler,
-so a sample that stops matching the handler's contract fails the tests.
+- ingest: API Gateway (HTTP API, payload 2.0) events; the signed ones use the local development
+  secret `local-dev-secret` (NYLAS_WEBHOOK_SECRETS in the README);
+- consumer: the SQS batch it receives, one record holding a `message.created` notification as the
+  ingest queued it (body byte for byte, routing attributes);
+- reconciler: the SQS batch it receives, one reconcile job;
+- scheduler: the EventBridge scheduled event.
+
+tests/integration/tests/sample_events.rs reads every file here with its handler's input type (and
+runs the ingest's and the consumer's against moto), so a sample that stops matching the handler's
+contract fails the tests.
 """
 import base64, gzip, hashlib, hmac, json, pathlib
 
@@ -58,3 +65,29 @@ compressed = gzip.compress(body, mtime=0)
 write("apigw-v2-message-created-gzip.json", event("POST", headers={
     "content-type": "application/json", "content-encoding": "gzip", "x-nylas-signature": sign(compressed)},
     body=base64.b64encode(compressed).decode(), is_base64=True))
+
+
+def sqs_record(message_id, body, attributes, queue, sender):
+    return {
+        "messageId": message_id, "receiptHandle": f"sample-receipt-{message_id}", "body": body,
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1767225600000",
+                       "SenderId": f"AROAEXAMPLE:{sender}", "ApproximateFirstReceiveTimestamp": "1767225600100"},
+        "messageAttributes": {k: {"stringValue": v, "stringListValues": [], "binaryListValues": [],
+                                  "dataType": "String"} for k, v in attributes.items()},
+        "md5OfBody": hashlib.md5(body.encode()).hexdigest(), "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{queue}", "awsRegion": "us-east-1",
+    }
+
+
+write("sqs-consumer-message-created.json", {"Records": [sqs_record(
+    "sample-sqs-message-1", body.decode(),
+    {"nylas_type": "message.created", "notification_id": "sample-notification-1",
+     "grant_id": "sample-grant-1", "object_id": "sample-message-1", "payload": "inline"},
+    "nylas-sync-notifications", "ingest")]})
+write("sqs-reconciler-job.json", {"Records": [sqs_record(
+    "sample-sqs-job-1", json.dumps({"grant_id": "sample-grant-1", "kind": "incremental"}, separators=(",", ":")),
+    {}, "nylas-sync-reconcile", "scheduler")]})
+write("eventbridge-scheduler.json", {
+    "version": "0", "id": "sample-schedule-1", "detail-type": "Scheduled Event", "source": "aws.events",
+    "account": "123456789012", "time": "2026-01-01T00:00:00Z", "region": "us-east-1",
+    "resources": ["arn:aws:events:us-east-1:123456789012:rule/nylas-sync-reconcile-schedule"], "detail": {}})
