@@ -33,6 +33,7 @@ use crate::notification::ObjectKind;
 use crate::nylas::{NylasClient, NylasError};
 use crate::queue::ClaimCheck;
 use crate::store::{ObjectRef, ObjectState, ObjectStore, PutOutcome, Source, StoreError, Version};
+use crate::versions;
 
 /// Whether full-object notifications are trusted or re-fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -529,16 +530,15 @@ impl Consumer {
                 }
             }
         };
-        let second = n.time.saturating_mul(1000);
+        let second = versions::webhook(n.time);
         let (action, version) = match (verb, suffix) {
-            ("deleted", _) => (Action::Tombstone, second + 999),
+            ("deleted", _) => (Action::Tombstone, versions::webhook_tombstone(n.time)),
             ("created" | "updated", None) => {
                 let version = match kind {
-                    ObjectKind::Event => object
-                        .get("updated_at")
-                        .and_then(Value::as_i64)
-                        .map(|u| u.max(n.time) * 1000)
-                        .unwrap_or(second),
+                    ObjectKind::Event => versions::webhook_event(
+                        n.time,
+                        object.get("updated_at").and_then(Value::as_i64),
+                    ),
                     _ => second,
                 };
                 let fetchable = !matches!(kind, ObjectKind::Folder);
@@ -715,6 +715,9 @@ impl Consumer {
     async fn fetch_and_write(&self, intent: &Intent) -> Result<(), Failure> {
         ConsumerCounters::add(&self.counters.fetched, 1);
         let grant = &intent.grant_id;
+        // What the GET returns is versioned by when it began: a change made while it was in
+        // flight carries a later notification time and must win over it.
+        let read_began = self.clock.now_ms();
         let fetched = match &intent.object_ref {
             ObjectRef::Message { id } => self.nylas.get_message(grant, id).await,
             ObjectRef::Event { calendar_id, id } => {
@@ -723,8 +726,7 @@ impl Consumer {
             ObjectRef::Calendar { id } => self.nylas.get_calendar(grant, id).await,
             ObjectRef::Folder { .. } => return Ok(()),
         };
-        let now = self.clock.now_ms();
-        let second = intent.time.saturating_mul(1000);
+        let second = versions::webhook(intent.time);
         let state = |object: Option<Value>, version| ObjectState {
             grant_id: grant.clone(),
             object_ref: intent.object_ref.clone(),
@@ -738,11 +740,16 @@ impl Consumer {
                 let cancelled = matches!(intent.object_ref, ObjectRef::Event { .. })
                     && object.get("status").and_then(Value::as_str) == Some("cancelled");
                 let object = if cancelled { None } else { Some(object) };
-                self.write(&state(object, now.max(second + 1))).await?;
+                self.write(&state(object, versions::fetched(read_began, intent.time)))
+                    .await?;
                 Ok(())
             }
             Err(NylasError::NotFound) => {
-                self.write(&state(None, now.max(second + 999))).await?;
+                self.write(&state(
+                    None,
+                    versions::fetched_gone(read_began, intent.time),
+                ))
+                .await?;
                 Ok(())
             }
             Err(NylasError::RateLimited(after)) => {

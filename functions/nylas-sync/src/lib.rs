@@ -31,6 +31,7 @@ pub mod signature;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod versions;
 
 /// What went wrong in a JSON document and where, without echoing any of its values
 /// (serde_json's own messages quote the offending string, which may be a secret or a body).

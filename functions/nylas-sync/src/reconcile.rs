@@ -39,6 +39,7 @@ use crate::nylas::{NylasClient, NylasError};
 use crate::store::{
     content_hash, ObjectRef, ObjectState, ObjectStore, PutOutcome, Source, StoreError, Summary,
 };
+use crate::versions;
 
 #[derive(Debug, Clone)]
 pub struct ReconcileSettings {
@@ -451,6 +452,7 @@ impl Reconciler {
             if let Some(t) = &page_token {
                 query.push(("page_token", t.as_str()));
             }
+            let read_began = self.clock.now_ms();
             let page = match self.nylas.list(g, "messages", &query).await {
                 // A checkpoint's page token may have expired: list again from the cursor (the
                 // pages already stored are skipped by content hash).
@@ -473,7 +475,8 @@ impl Reconciler {
                     ))
                 })
                 .collect();
-            self.upsert_listed(g, items, poll_start, run).await?;
+            self.upsert_listed(g, items, read_began, poll_start, run)
+                .await?;
             match page.next_cursor.filter(|c| !c.is_empty()) {
                 Some(c) => page_token = Some(c),
                 None => break,
@@ -482,6 +485,7 @@ impl Reconciler {
         run.messages_cursor = Some(poll_start);
 
         // Calendars, then events per calendar.
+        let read_began = self.clock.now_ms();
         let calendars = self.list_all(g, "calendars", &[]).await?;
         let mut calendar_ids = Vec::new();
         let items = calendars
@@ -492,7 +496,8 @@ impl Reconciler {
                 Some((ObjectRef::Calendar { id }, Some(c)))
             })
             .collect();
-        self.upsert_listed(g, items, poll_start, run).await?;
+        self.upsert_listed(g, items, read_began, poll_start, run)
+            .await?;
         let spans = self.event_spans(grant, poll_start);
         for cal in &calendar_ids {
             let cal_since = match job.kind {
@@ -512,6 +517,7 @@ impl Reconciler {
                 // runs list what changed since the cursor (cancelled ones included, recurring
                 // series unexpanded).
                 let first_time = !grant.events_updated_after.contains_key(cal);
+                let read_began = self.clock.now_ms();
                 let events = if job.kind == JobKind::Backfill || first_time {
                     self.list_all(
                         g,
@@ -540,6 +546,7 @@ impl Reconciler {
                         .into_iter()
                         .filter_map(|e| event_item(cal, e))
                         .collect(),
+                    read_began,
                     poll_start,
                     run,
                 )
@@ -598,10 +605,12 @@ impl Reconciler {
 
     /// Writes listed objects (`None` = tombstone) that differ from the store, counting those the
     /// webhook path missed.
+    /// `read_began` (ms) is when the read that returned them began: their version.
     async fn upsert_listed(
         &self,
         grant: &str,
         items: Vec<(ObjectRef, Option<Value>)>,
+        read_began: i64,
         poll_start: i64,
         run: &mut Run,
     ) -> Result<(), ReconcileError> {
@@ -609,7 +618,7 @@ impl Reconciler {
         run.pages += 1;
         let refs: Vec<ObjectRef> = items.iter().map(|(r, _)| r.clone()).collect();
         let stored = self.objects.summaries(grant, &refs).await?;
-        let version = self.clock.now_ms();
+        let version = versions::read(read_began);
         for (object_ref, object) in items {
             let existing = stored.get(&object_ref.sort_key());
             if existing.is_some_and(|s| s.content_hash == content_hash(object.as_ref())) {
@@ -702,6 +711,7 @@ impl Reconciler {
         let grant = grant_record.grant_id.as_str();
         let window_start = poll_start - self.settings.sweep_window_days * 86_400;
         // Messages: the fields that change, for the recent window.
+        let listing_began = self.clock.now_ms();
         let listed = self
             .list_all(
                 grant,
@@ -758,7 +768,7 @@ impl Reconciler {
                                 grant,
                                 object_ref,
                                 Some(patched),
-                                self.clock.now_ms(),
+                                versions::read(listing_began),
                                 true,
                                 None,
                                 run,
@@ -776,6 +786,7 @@ impl Reconciler {
         for id in listed.keys().filter(|id| !seen.contains(*id)) {
             let object_ref = ObjectRef::Message { id: id.clone() };
             if self.objects.get(grant, &object_ref).await?.is_none() {
+                let read_began = self.clock.now_ms();
                 match self.nylas.get_message(grant, id).await {
                     Ok(m) => {
                         let date = m.get("date").and_then(Value::as_i64);
@@ -783,7 +794,7 @@ impl Reconciler {
                             grant,
                             object_ref,
                             Some(m),
-                            self.clock.now_ms(),
+                            versions::read(read_began),
                             true,
                             date,
                             run,
@@ -803,12 +814,14 @@ impl Reconciler {
             if calendar_ids.contains(&id) {
                 continue;
             }
+            let read_began = self.clock.now_ms();
             let gone = c.deleted
                 || self
                     .confirm_gone(grant, ObjectRef::Calendar { id: id.clone() }, run)
                     .await?;
             if gone {
-                self.tombstone_calendar_events(grant, &id, run).await?;
+                self.tombstone_calendar_events(grant, &id, versions::read(read_began), run)
+                    .await?;
             }
         }
         // Events: every master, exception and single event of the window, compared with the
@@ -818,6 +831,7 @@ impl Reconciler {
         let (window_from, window_to) = self.settings.events_window.bounds(poll_start);
         for cal in calendar_ids {
             let mut listed: HashMap<String, Value> = HashMap::new();
+            let read_began = self.clock.now_ms();
             for (start, end) in &spans {
                 let (start, end) = (start.to_string(), end.to_string());
                 let page = self
@@ -838,7 +852,8 @@ impl Reconciler {
                 .cloned()
                 .filter_map(|e| event_item(cal, e))
                 .collect();
-            self.upsert_listed(grant, items, poll_start, run).await?;
+            self.upsert_listed(grant, items, read_began, poll_start, run)
+                .await?;
             let prefix = format!("event#{cal}#");
             for s in self
                 .objects
@@ -874,10 +889,10 @@ impl Reconciler {
         &self,
         grant: &str,
         calendar_id: &str,
+        version: i64,
         run: &mut Run,
     ) -> Result<(), ReconcileError> {
         let prefix = format!("event#{calendar_id}#");
-        let now = self.clock.now_ms();
         for s in self
             .objects
             .list_prefix(grant, &prefix, false)
@@ -890,7 +905,7 @@ impl Reconciler {
                 calendar_id: calendar_id.to_string(),
                 id,
             };
-            self.write(grant, object_ref, None, now, true, None, run)
+            self.write(grant, object_ref, None, version, true, None, run)
                 .await?;
         }
         Ok(())
@@ -904,6 +919,7 @@ impl Reconciler {
         object_ref: ObjectRef,
         run: &mut Run,
     ) -> Result<bool, ReconcileError> {
+        let read_began = self.clock.now_ms();
         let fetched = match &object_ref {
             ObjectRef::Message { id } => self.nylas.get_message(grant, id).await,
             ObjectRef::Event { calendar_id, id } => {
@@ -912,10 +928,10 @@ impl Reconciler {
             ObjectRef::Calendar { id } => self.nylas.get_calendar(grant, id).await,
             ObjectRef::Folder { .. } => return Ok(false),
         };
-        let now = self.clock.now_ms();
         match fetched {
             Err(NylasError::NotFound) => {
-                self.write(grant, object_ref, None, now, true, None, run)
+                let version = versions::read(read_began);
+                self.write(grant, object_ref, None, version, true, None, run)
                     .await?;
                 Ok(true)
             }
@@ -927,9 +943,10 @@ impl Reconciler {
                 } else {
                     Some(object)
                 };
-                let poll_start = now / 1000;
+                let poll_start = self.clock.now_ms() / 1000;
                 let gone = object.is_none();
-                self.upsert_listed(grant, vec![(object_ref, object)], poll_start, run)
+                let item = vec![(object_ref, object)];
+                self.upsert_listed(grant, item, read_began, poll_start, run)
                     .await?;
                 Ok(gone)
             }

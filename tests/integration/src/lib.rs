@@ -756,3 +756,94 @@ async fn build_reconciler(env: &HashMap<&'static str, String>, emulator: &Emulat
     r.clock = Arc::new(EmulatorClock(emulator.clone()));
     r
 }
+
+/// A proxy in front of the emulator that answers the first request whose path contains
+/// `hold_path` only when told to: it forwards the request at once (so the answer is Nylas's state
+/// when the read began), tells the test (`reached`), then waits for `release`. Every other
+/// request passes straight through. Models a slow Nylas answer during which things change.
+pub struct HoldingProxy {
+    pub uri: String,
+    pub reached: Arc<tokio::sync::Notify>,
+    pub release: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+#[derive(Clone)]
+struct HoldState {
+    upstream: String,
+    hold_path: String,
+    held: Arc<std::sync::atomic::AtomicBool>,
+    reached: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl HoldingProxy {
+    pub async fn start(upstream: &str, hold_path: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let uri = format!("http://{}", listener.local_addr().expect("addr"));
+        let state = HoldState {
+            upstream: upstream.to_string(),
+            hold_path: hold_path.to_string(),
+            held: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            reached: Arc::new(tokio::sync::Notify::new()),
+            release: Arc::new(tokio::sync::Notify::new()),
+        };
+        let (reached, release) = (state.reached.clone(), state.release.clone());
+        let app = axum::Router::new()
+            .fallback(hold_or_forward)
+            .with_state(state);
+        let task = tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            uri,
+            reached,
+            release,
+            task,
+        }
+    }
+}
+
+impl Drop for HoldingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn hold_or_forward(
+    axum::extract::State(s): axum::extract::State<HoldState>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let mut upstream = reqwest::Client::new().get(format!("{}{path_and_query}", s.upstream));
+    if let Some(a) = req.headers().get("authorization") {
+        upstream = upstream.header("authorization", a.to_str().unwrap_or_default());
+    }
+    let resp = upstream.send().await.expect("upstream");
+    let status = axum::http::StatusCode::from_u16(resp.status().as_u16()).expect("status");
+    let body = resp.text().await.unwrap_or_default();
+    let hold = req.uri().path().contains(&s.hold_path)
+        && !s.held.swap(true, std::sync::atomic::Ordering::SeqCst);
+    if hold {
+        s.reached.notify_one();
+        s.release.notified().await;
+    }
+    (status, body).into_response()
+}
+
+impl Pipeline {
+    /// A consumer like the pipeline's, talking to Nylas at `nylas_uri` instead.
+    pub async fn consumer_via(&self, nylas_uri: &str) -> Consumer {
+        let mut env = self.env.clone();
+        env.insert("NYLAS_API_URI", nylas_uri.to_string());
+        let env: HashMap<&str, &str> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut consumer = Consumer::from_env(&env).await.expect("consumer");
+        consumer.clock = Arc::new(EmulatorClock(self.emulator.clone()));
+        consumer
+    }
+}

@@ -666,3 +666,72 @@ async fn mixed_traffic_converges_with_few_nylas_calls_and_one_write_per_notifica
         puts / records
     );
 }
+
+/// One SQS record holding `body`, as the event source mapping hands it to the consumer.
+fn record(body: &str) -> aws_lambda_events::event::sqs::SqsEvent {
+    let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+    m.message_id = Some(unique("record"));
+    m.body = Some(body.to_string());
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = vec![m];
+    event
+}
+
+#[tokio::test]
+async fn a_slow_fetch_does_not_overwrite_a_change_made_while_it_was_in_flight() {
+    // Lossless issue, defect 2: the fetched state was versioned when the GET returned.
+    let p = Pipeline::start(PipelineOptions {
+        emulator: EmulatorConfig {
+            time_scale: 20.0,
+            ..fast_clock().emulator
+        },
+        ..PipelineOptions::default()
+    })
+    .await;
+    p.register_grants().await;
+    let g = p.grant();
+    let m = p.emulator.create_message(
+        &g,
+        MessageSpec {
+            unread: Some(true),
+            ..Default::default()
+        },
+    );
+    let id = id_of(&m);
+    p.settle(SETTLE).await;
+
+    // A truncated notification makes a consumer fetch the message through a slow Nylas...
+    let proxy = HoldingProxy::start(&p.emulator.base_url(), &format!("/messages/{id}")).await;
+    let slow = p.consumer_via(&proxy.uri).await;
+    let truncated = notification("message.updated.truncated", p.emulator.now(), &m);
+    let fetch = tokio::spawn(async move { slow.handle(record(&truncated)).await });
+    proxy.reached.notified().await;
+
+    // ...and while the GET is in flight (its answer says unread), the message is read: the
+    // webhook is stored first.
+    p.next_second().await;
+    p.emulator.update_message(
+        &g,
+        &id,
+        MessageChange {
+            unread: Some(false),
+            ..Default::default()
+        },
+    );
+    p.settle(SETTLE).await;
+    assert_eq!(
+        p.stored(&g, &message(&id)).await.unwrap().object.unwrap()["unread"],
+        false
+    );
+    p.next_second().await;
+    proxy.release.notify_one();
+    let response = fetch.await.expect("fetch task");
+    assert!(response.batch_item_failures.is_empty());
+    // The fetched state began before the change: it must not undo it.
+    assert_eq!(
+        p.stored(&g, &message(&id)).await.unwrap().object.unwrap()["unread"],
+        false,
+        "the slow fetch reverted a newer state"
+    );
+    assert_eq!(p.diff_against_truth(false).await, Vec::<String>::new());
+}

@@ -624,3 +624,58 @@ async fn a_checkpoint_whose_page_token_expired_lists_again_from_the_cursor() {
     assert_eq!(report.outcome, RunOutcome::Completed);
     assert_eq!(p.diff_against_truth(true).await, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_listed_state_does_not_overwrite_a_change_made_during_the_listing() {
+    // Lossless issue, defect 1: listed states were versioned when written, after the listing.
+    let p = Pipeline::start(options(20.0, no_sweep())).await;
+    let g = started(&p).await;
+    let m = p.emulator.create_message(
+        &g,
+        MessageSpec {
+            starred: Some(false),
+            ..Default::default()
+        },
+    );
+    let id = id_of(&m);
+    p.settle(SETTLE).await;
+
+    // The reconciler's messages listing answers with the state when it began...
+    let proxy = HoldingProxy::start(&p.emulator.base_url(), "/messages").await;
+    let reconciler = p.reconciler_via(&proxy.uri).await;
+    let job = ReconcileJob::new(g.clone(), JobKind::Incremental, None);
+    let run = tokio::spawn(async move {
+        reconciler
+            .run(&job, Instant::now() + Duration::from_secs(600))
+            .await
+    });
+    proxy.reached.notified().await;
+    // ...while the message is starred and its webhook stored.
+    p.next_second().await;
+    p.emulator.update_message(
+        &g,
+        &id,
+        MessageChange {
+            starred: Some(true),
+            ..Default::default()
+        },
+    );
+    p.settle(SETTLE).await;
+    p.next_second().await;
+    proxy.release.notify_one();
+    let report = run.await.expect("run task").expect("reconcile");
+    assert_eq!(report.outcome, RunOutcome::Completed);
+    let stored = p
+        .stored(
+            &g,
+            &nylas_sync::store::ObjectRef::Message { id: id.clone() },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.object.unwrap()["starred"],
+        true,
+        "the listing reverted a newer state"
+    );
+    assert_eq!(p.diff_against_truth(true).await, Vec::<String>::new());
+}
