@@ -145,8 +145,10 @@ pub enum RunOutcome {
     Skipped,
     /// Out of time: continued by a new job from where this one stopped.
     Checkpointed,
-    /// Nylas answered 429: the job was re-enqueued after `Retry-After`.
+    /// Nylas answered 429: the job was re-enqueued after `Retry-After`, from where it stopped.
     RateLimited,
+    /// The lease was held: a job carrying work was sent again to wait for it.
+    Deferred,
 }
 
 #[derive(Debug, Clone)]
@@ -201,6 +203,40 @@ struct Run {
 enum Progress {
     Done,
     Checkpoint(ReconcileJob),
+    /// Nylas answered 429 during the message listing: continue from this position later.
+    RateLimited(ReconcileJob, Duration),
+}
+
+/// What becomes of a job whose grant's lease could not be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseMiss {
+    /// Nothing is lost: the grant is not active, or a plain scheduled run is already running.
+    Drop,
+    /// Sent again after this many seconds: the job carries work nobody else will do.
+    Defer(i32),
+}
+
+/// A continuation (a listing position or a poll start), a backfill or a catch-up that finds its
+/// active grant's lease held waits until the lease can expire; anything else is dropped.
+pub fn when_lease_unavailable(job: &ReconcileJob, grant: Option<&Grant>, now_ms: i64) -> LeaseMiss {
+    let Some(grant) = grant.filter(|g| g.status == crate::grants::GrantStatus::Active) else {
+        return LeaseMiss::Drop;
+    };
+    let carries_work = job.page_token.is_some()
+        || job.poll_start.is_some()
+        || matches!(job.kind, JobKind::Backfill | JobKind::CatchUp);
+    if !carries_work {
+        return LeaseMiss::Drop;
+    }
+    let wait_s = grant
+        .lease_until
+        .map_or(0, |until| (until - now_ms).max(0) / 1000 + 1);
+    LeaseMiss::Defer(wait_s.clamp(5, i64::from(MAX_DELAY_SECONDS)) as i32)
+}
+
+/// SQS delay for a job Nylas rate-limited (its `Retry-After`, within SQS's limit).
+fn retry_delay(after: Duration) -> i32 {
+    after.as_secs().min(MAX_DELAY_SECONDS as u64) as i32
 }
 
 impl Reconciler {
@@ -275,7 +311,9 @@ impl Reconciler {
                     match report.outcome {
                         RunOutcome::Completed => completed += 1,
                         RunOutcome::Skipped => skipped += 1,
-                        RunOutcome::Checkpointed | RunOutcome::RateLimited => requeued += 1,
+                        RunOutcome::Checkpointed
+                        | RunOutcome::RateLimited
+                        | RunOutcome::Deferred => requeued += 1,
                     }
                     pages += report.pages;
                     written += report.written;
@@ -345,7 +383,18 @@ impl Reconciler {
             .acquire_lease(&job.grant_id, &owner, now_ms, self.settings.lease_ms)
             .await?
         else {
-            self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+            let current = self.grants.get(&job.grant_id).await?;
+            match when_lease_unavailable(job, current.as_ref(), now_ms) {
+                LeaseMiss::Drop => {
+                    self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                }
+                LeaseMiss::Defer(delay) => {
+                    // A continuation or a backfill carries work no scheduled run will redo:
+                    // it waits for the lease instead of being dropped.
+                    self.jobs.send_delayed(job, delay).await?;
+                    report.outcome = RunOutcome::Deferred;
+                }
+            }
             return Ok(report);
         };
         // The poll start is taken before any listing: the cursor moves to it, never past what was listed.
@@ -391,19 +440,29 @@ impl Reconciler {
                 }
                 report.outcome = RunOutcome::Completed;
             }
+            // The lease is released before the continuation is sent: an instance that receives
+            // it at once must be able to take the lease (and a continuation that still finds
+            // it held waits for it, see `when_lease_unavailable`). If the send fails, the job
+            // fails and SQS gives it back: its own position is still valid.
             Ok(Progress::Checkpoint(next)) => {
-                self.jobs.send(&next).await?;
                 self.grants
                     .finish_run(&grant.grant_id, &owner, &record("checkpointed", false))
                     .await?;
+                self.jobs.send(&next).await?;
                 report.outcome = RunOutcome::Checkpointed;
             }
-            Err(ReconcileError::Nylas(NylasError::RateLimited(after))) => {
-                let delay = after.as_secs().min(MAX_DELAY_SECONDS as u64) as i32;
-                self.jobs.send_delayed(job, delay).await?;
+            Ok(Progress::RateLimited(next, after)) => {
                 self.grants
                     .finish_run(&grant.grant_id, &owner, &record("rate-limited", false))
                     .await?;
+                self.jobs.send_delayed(&next, retry_delay(after)).await?;
+                report.outcome = RunOutcome::RateLimited;
+            }
+            Err(ReconcileError::Nylas(NylasError::RateLimited(after))) => {
+                self.grants
+                    .finish_run(&grant.grant_id, &owner, &record("rate-limited", false))
+                    .await?;
+                self.jobs.send_delayed(job, retry_delay(after)).await?;
                 report.outcome = RunOutcome::RateLimited;
             }
             Err(e) => {
@@ -460,6 +519,14 @@ impl Reconciler {
                     tracing::warn!(grant_id = g, reason = %why, "page token refused: listing again from the cursor");
                     page_token = None;
                     continue;
+                }
+                // A 429 in the middle of a long listing (a backfill) continues from this page,
+                // not from page 1.
+                Err(NylasError::RateLimited(after)) => {
+                    let mut next = job.clone();
+                    next.page_token = page_token;
+                    next.poll_start = Some(poll_start);
+                    return Ok(Progress::RateLimited(next, after));
                 }
                 page => page?,
             };
@@ -970,4 +1037,91 @@ fn event_item(calendar_id: &str, event: Value) -> Option<(ObjectRef, Option<Valu
         },
         if cancelled { None } else { Some(event) },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grants::GrantStatus;
+
+    fn grant(status: GrantStatus, lease_until: Option<i64>) -> Grant {
+        Grant {
+            grant_id: "g".into(),
+            status,
+            status_version: 1,
+            provider: None,
+            expired_at: None,
+            messages_received_after: Some(1),
+            events_updated_after: HashMap::new(),
+            last_reconcile_at: None,
+            last_reconcile_outcome: None,
+            recovered_total: 0,
+            last_recovered: 0,
+            runs_since_sweep: 0,
+            lease_owner: lease_until.map(|_| "other".into()),
+            lease_until,
+        }
+    }
+
+    #[test]
+    fn a_continuation_that_finds_the_lease_held_waits_for_it() {
+        let mut job = ReconcileJob::new("g", JobKind::Incremental, None);
+        job.page_token = Some("t".into());
+        job.poll_start = Some(100);
+        let held = grant(GrantStatus::Active, Some(60_000));
+        assert_eq!(
+            when_lease_unavailable(&job, Some(&held), 10_000),
+            LeaseMiss::Defer(51)
+        );
+        // Never shorter than a few seconds, never past SQS's limit.
+        assert_eq!(
+            when_lease_unavailable(&job, Some(&held), 60_000),
+            LeaseMiss::Defer(5)
+        );
+        let long = grant(GrantStatus::Active, Some(10_000_000));
+        assert_eq!(
+            when_lease_unavailable(&job, Some(&long), 0),
+            LeaseMiss::Defer(MAX_DELAY_SECONDS)
+        );
+    }
+
+    #[test]
+    fn backfills_and_catch_ups_wait_too_but_a_plain_scheduled_run_is_dropped() {
+        let held = grant(GrantStatus::Active, Some(60_000));
+        for kind in [JobKind::Backfill, JobKind::CatchUp] {
+            let job = ReconcileJob::new("g", kind, Some(5));
+            assert!(matches!(
+                when_lease_unavailable(&job, Some(&held), 0),
+                LeaseMiss::Defer(_)
+            ));
+        }
+        let scheduled = ReconcileJob::new("g", JobKind::Incremental, None);
+        assert_eq!(
+            when_lease_unavailable(&scheduled, Some(&held), 0),
+            LeaseMiss::Drop
+        );
+    }
+
+    #[test]
+    fn nothing_waits_for_a_grant_that_is_not_active() {
+        let mut job = ReconcileJob::new("g", JobKind::Backfill, Some(5));
+        job.page_token = Some("t".into());
+        for status in [
+            GrantStatus::Expired,
+            GrantStatus::Deleted,
+            GrantStatus::Invalid,
+        ] {
+            assert_eq!(
+                when_lease_unavailable(&job, Some(&grant(status, Some(60_000))), 0),
+                LeaseMiss::Drop
+            );
+        }
+        assert_eq!(when_lease_unavailable(&job, None, 0), LeaseMiss::Drop);
+    }
+
+    #[test]
+    fn a_rate_limited_job_waits_for_retry_after_within_sqs_limits() {
+        assert_eq!(retry_delay(Duration::from_secs(3)), 3);
+        assert_eq!(retry_delay(Duration::from_secs(7200)), MAX_DELAY_SECONDS);
+    }
 }

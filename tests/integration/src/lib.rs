@@ -104,6 +104,19 @@ impl Aws {
         }
     }
 
+    /// The messages of a queue once at least one is visible (delayed ones become visible after
+    /// their delay): polls until then, at most `within`.
+    pub async fn drain_within(&self, queue_url: &str, within: Duration) -> Vec<Message> {
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            let got = self.drain(queue_url).await;
+            if !got.is_empty() || tokio::time::Instant::now() >= until {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Keys of every object in the bucket.
     pub async fn keys(&self, bucket: &str) -> Vec<String> {
         let out = self

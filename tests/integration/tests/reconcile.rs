@@ -181,6 +181,8 @@ struct PageFault {
     upstream: String,
     pages_seen: Arc<AtomicUsize>,
     fail: Arc<std::sync::atomic::AtomicBool>,
+    /// The answer to page 3: 503, or 429 (with `Retry-After: 1`).
+    status: u16,
 }
 
 async fn proxy(State(f): State<PageFault>, req: Request) -> Response {
@@ -194,7 +196,8 @@ async fn proxy(State(f): State<PageFault>, req: Request) -> Response {
         // Page 2 is the first with a page_token: page 3 is the second.
         if f.pages_seen.fetch_add(1, Ordering::SeqCst) >= 1 {
             f.pages_seen.fetch_sub(1, Ordering::SeqCst);
-            return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "{}").into_response();
+            let status = axum::http::StatusCode::from_u16(f.status).expect("status");
+            return (status, [("retry-after", "1")], "{}").into_response();
         }
     }
     let auth = req.headers().get("authorization").cloned();
@@ -229,6 +232,7 @@ async fn a_run_that_fails_on_page_3_of_5_leaves_the_cursor_unchanged_and_the_ret
         upstream: p.emulator.base_url(),
         pages_seen: Arc::new(AtomicUsize::new(0)),
         fail: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        status: 503,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let uri = format!("http://{}", listener.local_addr().unwrap());
@@ -678,4 +682,106 @@ async fn a_listed_state_does_not_overwrite_a_change_made_during_the_listing() {
         "the listing reverted a newer state"
     );
     assert_eq!(p.diff_against_truth(true).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_429_in_the_middle_of_a_listing_continues_from_that_page_not_from_page_1() {
+    let p = Pipeline::start(options(60.0, no_sweep())).await;
+    let g = started(&p).await;
+    p.emulator.set_silent(true);
+    for _ in 0..10 {
+        p.emulator.create_message(&g, MessageSpec::default());
+    }
+    let fault = PageFault {
+        upstream: p.emulator.base_url(),
+        pages_seen: Arc::new(AtomicUsize::new(0)),
+        fail: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        status: 429,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .fallback(proxy)
+        .with_state(fault.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut reconciler = p.reconciler_via(&uri).await;
+    reconciler.settings.page_size = 3;
+    let job = ReconcileJob::new(g.clone(), JobKind::Incremental, None);
+    let report = reconciler
+        .run(&job, Instant::now() + Duration::from_secs(600))
+        .await
+        .expect("a 429 is not a failure");
+    assert_eq!(report.outcome, RunOutcome::RateLimited);
+    let queued = p
+        .aws
+        .drain_within(&p.reconcile_queue, Duration::from_secs(30))
+        .await;
+    assert_eq!(queued.len(), 1);
+    let next: ReconcileJob = serde_json::from_str(queued[0].body().unwrap()).unwrap();
+    assert!(
+        next.page_token.is_some() && next.poll_start.is_some(),
+        "the continuation keeps its place: {next:?}"
+    );
+    fault.fail.store(false, Ordering::SeqCst);
+    let done = reconciler
+        .run(&next, Instant::now() + Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(done.outcome, RunOutcome::Completed);
+    assert!(
+        done.pages <= 4,
+        "pages 1-2 not listed again: {} pages",
+        done.pages
+    );
+    assert_eq!(p.diff_against_truth(true).await, Vec::<String>::new());
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_continuation_that_finds_the_lease_held_is_sent_again_not_dropped() {
+    // Lossless issue, defect 9: the continuation was sent before the lease was released; an
+    // instance that received it first could not take the lease, reported "skipped", and the job
+    // was deleted: a backfill stopped part-way with no cursor.
+    let p = Pipeline::start(options(60.0, no_sweep())).await;
+    let g = started(&p).await;
+    let now_ms = p.emulator.now() * 1000;
+    assert!(p
+        .consumer
+        .grants
+        .acquire_lease(&g, "the-run-that-checkpointed", now_ms, 3_000)
+        .await
+        .unwrap()
+        .is_some());
+    let mut next = ReconcileJob::new(g.clone(), JobKind::Backfill, Some(1));
+    next.page_token = Some("a-listing-position".into());
+    next.poll_start = Some(p.emulator.now());
+    let report = p
+        .reconciler
+        .run(&next, Instant::now() + Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, RunOutcome::Deferred);
+    let queued = p
+        .aws
+        .drain_within(&p.reconcile_queue, Duration::from_secs(30))
+        .await;
+    assert_eq!(queued.len(), 1, "the continuation waits for the lease");
+    let again: ReconcileJob = serde_json::from_str(queued[0].body().unwrap()).unwrap();
+    assert_eq!(again, next);
+    // A plain scheduled run that finds the lease held is dropped: the running one covers it.
+    assert!(p
+        .consumer
+        .grants
+        .acquire_lease(&g, "a-running-run", p.emulator.now() * 1000, 600_000)
+        .await
+        .unwrap()
+        .is_some());
+    let scheduled = ReconcileJob::new(g.clone(), JobKind::Incremental, None);
+    let report = p
+        .reconciler
+        .run(&scheduled, Instant::now() + Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, RunOutcome::Skipped);
+    assert!(p.aws.drain(&p.reconcile_queue).await.is_empty());
 }
