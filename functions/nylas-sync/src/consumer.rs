@@ -30,7 +30,7 @@ use crate::grants::{GrantStatus, GrantStore, StatusChange};
 use crate::jobs::{JobKind, JobQueue, ReconcileJob};
 use crate::metrics::ConsumerBaseline;
 use crate::notification::ObjectKind;
-use crate::nylas::{NylasClient, NylasError};
+use crate::nylas::{NylasClient, NylasError, Unauthorized};
 use crate::queue::ClaimCheck;
 use crate::store::{ObjectRef, ObjectState, ObjectStore, PutOutcome, Source, StoreError, Version};
 use crate::versions;
@@ -755,12 +755,28 @@ impl Consumer {
             Err(NylasError::RateLimited(after)) => {
                 Err(Failure::Retry(Some(after), "Nylas answered 429".into()))
             }
+            // One 401/403 must not switch a grant off for good: an API-key rotation would
+            // switch off every grant a warm consumer touches. Ask Nylas about the grant itself.
             Err(NylasError::Unauthorized(status)) => {
-                tracing::warn!(grant_id = %grant, status, "grant no longer authorised: marked invalid");
-                self.grants
-                    .set_status(grant, GrantStatus::Invalid, second, &[])
-                    .await?;
-                Ok(())
+                match self.nylas.diagnose_unauthorized(grant).await {
+                    Unauthorized::GrantRevoked => {
+                        // The change is not lost: a re-authentication (25027) reactivates the
+                        // grant with a catch-up from this notification's time.
+                        tracing::warn!(grant_id = %grant, status, "grant no longer valid at Nylas: marked invalid");
+                        self.grants
+                            .set_status(grant, GrantStatus::Invalid, second, &[])
+                            .await?;
+                        Ok(())
+                    }
+                    Unauthorized::KeyRejected => Err(Failure::Retry(
+                        None,
+                        "Nylas refuses the API key (check SECRETS_ARN): record kept".into(),
+                    )),
+                    Unauthorized::Unknown => Err(Failure::Retry(
+                        None,
+                        format!("Nylas answered {status} for a valid grant: record kept"),
+                    )),
+                }
             }
             Err(e @ NylasError::Unavailable(_)) => Err(Failure::Retry(None, e.to_string())),
             Err(e @ NylasError::Rejected(_)) => Err(Failure::Permanent(e.to_string())),

@@ -227,6 +227,18 @@ impl NylasClient {
         self.get_one("calendars.get", url).await
     }
 
+    /// One grant (`GET /v3/grants/{id}`, an application-level call).
+    pub async fn get_grant(&self, grant: &str) -> Result<Value, NylasError> {
+        let url = self.url(&["v3", "grants", grant], &[])?;
+        self.get_one("grants.get", url).await
+    }
+
+    /// Why a grant's data call answered 401/403: asks Nylas about the grant with the
+    /// application's key (one call), and reads the answer with [`why_unauthorized`].
+    pub async fn diagnose_unauthorized(&self, grant: &str) -> Unauthorized {
+        why_unauthorized(&self.get_grant(grant).await)
+    }
+
     /// Every grant of the application (`GET /v3/grants`, offset pagination).
     pub async fn list_grants(&self) -> Result<Vec<Value>, NylasError> {
         #[derive(Deserialize)]
@@ -280,6 +292,34 @@ impl NylasClient {
     }
 }
 
+/// Why Nylas refused a grant's data call with 401/403.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unauthorized {
+    /// The grant is invalid (expired, revoked) or gone: stop syncing it until it is
+    /// re-authenticated (`grant.updated` 25027 brings it back with a catch-up).
+    GrantRevoked,
+    /// The application's API key itself is refused (rotated, revoked): nothing is wrong with the
+    /// grant; every call fails until the key is fixed. Keep the work and alarm.
+    KeyRejected,
+    /// Neither is clear (the grant looks valid, or Nylas did not answer): try again later.
+    Unknown,
+}
+
+/// Reads the answer of `GET /v3/grants/{id}` (made with the application's key) after a grant's
+/// data call answered 401/403.
+pub fn why_unauthorized(grant_lookup: &Result<Value, NylasError>) -> Unauthorized {
+    match grant_lookup {
+        Ok(grant) => match grant.get("grant_status").and_then(Value::as_str) {
+            Some("valid") => Unauthorized::Unknown,
+            Some(_) => Unauthorized::GrantRevoked,
+            None => Unauthorized::Unknown,
+        },
+        Err(NylasError::NotFound) => Unauthorized::GrantRevoked,
+        Err(NylasError::Unauthorized(_)) => Unauthorized::KeyRejected,
+        Err(_) => Unauthorized::Unknown,
+    }
+}
+
 /// A delay in [d/2, d], so many retrying clients do not synchronise.
 fn jittered(d: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
@@ -288,4 +328,40 @@ fn jittered(d: Duration) -> Duration {
         .unwrap_or(0);
     let fraction = 0.5 + f64::from(nanos % 1000) / 2000.0;
     d.mul_f64(fraction)
+}
+
+#[cfg(test)]
+mod unauthorized_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_401_is_the_grant_only_when_nylas_says_the_grant_is_invalid_or_gone() {
+        let invalid = Ok(json!({"id": "g", "grant_status": "invalid"}));
+        assert_eq!(why_unauthorized(&invalid), Unauthorized::GrantRevoked);
+        assert_eq!(
+            why_unauthorized(&Err(NylasError::NotFound)),
+            Unauthorized::GrantRevoked
+        );
+    }
+
+    #[test]
+    fn a_key_that_is_refused_for_the_grant_lookup_too_is_the_key() {
+        assert_eq!(
+            why_unauthorized(&Err(NylasError::Unauthorized(401))),
+            Unauthorized::KeyRejected
+        );
+    }
+
+    #[test]
+    fn anything_else_is_unknown_and_retried() {
+        for lookup in [
+            Ok(json!({"id": "g", "grant_status": "valid"})),
+            Ok(json!({"id": "g"})),
+            Err(NylasError::Unavailable("503".into())),
+            Err(NylasError::RateLimited(Duration::from_secs(1))),
+        ] {
+            assert_eq!(why_unauthorized(&lookup), Unauthorized::Unknown);
+        }
+    }
 }

@@ -33,9 +33,9 @@ use serde_json::Value;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, Env};
 use crate::event_window::{self, EventWindow};
-use crate::grants::{Grant, GrantStore, RunRecord};
+use crate::grants::{Grant, GrantStatus, GrantStore, RunRecord};
 use crate::jobs::{JobKind, JobQueue, JobQueueError, ReconcileJob, MAX_DELAY_SECONDS};
-use crate::nylas::{NylasClient, NylasError};
+use crate::nylas::{NylasClient, NylasError, Unauthorized};
 use crate::store::{
     content_hash, ObjectRef, ObjectState, ObjectStore, PutOutcome, Source, StoreError, Summary,
 };
@@ -149,6 +149,8 @@ pub enum RunOutcome {
     RateLimited,
     /// The lease was held: a job carrying work was sent again to wait for it.
     Deferred,
+    /// Nylas no longer authorises the grant: marked invalid, no retry.
+    GrantInvalid,
 }
 
 #[derive(Debug, Clone)]
@@ -219,7 +221,7 @@ pub enum LeaseMiss {
 /// A continuation (a listing position or a poll start), a backfill or a catch-up that finds its
 /// active grant's lease held waits until the lease can expire; anything else is dropped.
 pub fn when_lease_unavailable(job: &ReconcileJob, grant: Option<&Grant>, now_ms: i64) -> LeaseMiss {
-    let Some(grant) = grant.filter(|g| g.status == crate::grants::GrantStatus::Active) else {
+    let Some(grant) = grant.filter(|g| g.status == GrantStatus::Active) else {
         return LeaseMiss::Drop;
     };
     let carries_work = job.page_token.is_some()
@@ -310,7 +312,7 @@ impl Reconciler {
                     );
                     match report.outcome {
                         RunOutcome::Completed => completed += 1,
-                        RunOutcome::Skipped => skipped += 1,
+                        RunOutcome::Skipped | RunOutcome::GrantInvalid => skipped += 1,
                         RunOutcome::Checkpointed
                         | RunOutcome::RateLimited
                         | RunOutcome::Deferred => requeued += 1,
@@ -464,6 +466,26 @@ impl Reconciler {
                     .await?;
                 self.jobs.send_delayed(job, retry_delay(after)).await?;
                 report.outcome = RunOutcome::RateLimited;
+            }
+            // A grant Nylas no longer authorises would fail every run for ever (each tick's job
+            // ending in the DLQ): switch it off until a re-authentication brings it back. A
+            // refused API key is not the grant's fault: fail (and alarm), change nothing.
+            Err(ReconcileError::Nylas(NylasError::Unauthorized(status)))
+                if self.nylas.diagnose_unauthorized(&grant.grant_id).await
+                    == Unauthorized::GrantRevoked =>
+            {
+                self.grants
+                    .release_lease(
+                        &grant.grant_id,
+                        &owner,
+                        &format!("grant invalid ({status})"),
+                    )
+                    .await?;
+                self.grants
+                    .set_status(&grant.grant_id, GrantStatus::Invalid, now_ms, &[])
+                    .await?;
+                tracing::warn!(grant_id = %grant.grant_id, status, "grant no longer valid at Nylas: marked invalid");
+                report.outcome = RunOutcome::GrantInvalid;
             }
             Err(e) => {
                 self.grants
@@ -1042,7 +1064,6 @@ fn event_item(calendar_id: &str, event: Value) -> Option<(ObjectRef, Option<Valu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grants::GrantStatus;
 
     fn grant(status: GrantStatus, lease_until: Option<i64>) -> Grant {
         Grant {

@@ -852,8 +852,14 @@ async fn hold_or_forward(
 impl Pipeline {
     /// A consumer like the pipeline's, talking to Nylas at `nylas_uri` instead.
     pub async fn consumer_via(&self, nylas_uri: &str) -> Consumer {
+        self.consumer_with(&[("NYLAS_API_URI", nylas_uri.to_string())])
+            .await
+    }
+
+    /// A consumer like the pipeline's, with some of its environment replaced.
+    pub async fn consumer_with(&self, overrides: &[(&'static str, String)]) -> Consumer {
         let mut env = self.env.clone();
-        env.insert("NYLAS_API_URI", nylas_uri.to_string());
+        env.extend(overrides.iter().cloned());
         let env: HashMap<&str, &str> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut consumer = Consumer::from_env(&env).await.expect("consumer");
         consumer.clock = Arc::new(EmulatorClock(self.emulator.clone()));

@@ -735,3 +735,56 @@ async fn a_slow_fetch_does_not_overwrite_a_change_made_while_it_was_in_flight() 
     );
     assert_eq!(p.diff_against_truth(false).await, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_refused_api_key_keeps_the_record_and_the_grant() {
+    // Lossless issue, defect 6: one 401 on a fetch switched the grant off for good and the
+    // record was acknowledged; an API-key rotation would switch off every grant it touched.
+    let p = Pipeline::start(fast_clock()).await;
+    p.register_grants().await;
+    let g = p.grant();
+    let m = p.emulator.create_message(&g, MessageSpec::default());
+    p.settle(SETTLE).await;
+    let stale_key = p
+        .consumer_with(&[("NYLAS_API_KEY", "a-rotated-away-key".to_string())])
+        .await;
+    let truncated = notification("message.updated.truncated", p.emulator.now(), &m);
+    let response = stale_key.handle(record(&truncated)).await;
+    assert_eq!(
+        response.batch_item_failures.len(),
+        1,
+        "the record is kept for a retry"
+    );
+    assert_eq!(
+        p.consumer.grants.get(&g).await.unwrap().unwrap().status,
+        GrantStatus::Active,
+        "the grant is not switched off"
+    );
+}
+
+#[tokio::test]
+async fn a_fetch_refused_for_a_revoked_grant_switches_it_off_until_it_is_reauthenticated() {
+    let p = Pipeline::start(PipelineOptions {
+        emulator: EmulatorConfig {
+            // grant.expired arrives late (up to 10 minutes after the break): the fetch sees
+            // the 401 first.
+            grant_expired_lag_max: Duration::from_secs(3600),
+            ..fast_clock().emulator
+        },
+        ..PipelineOptions::default()
+    })
+    .await;
+    p.register_grants().await;
+    let g = p.grant();
+    let m = p.emulator.create_message(&g, MessageSpec::default());
+    p.settle(SETTLE).await;
+    p.next_second().await;
+    p.emulator.expire_grant(&g);
+    let truncated = notification("message.updated.truncated", p.emulator.now(), &m);
+    let response = p.consumer.handle(record(&truncated)).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        p.consumer.grants.get(&g).await.unwrap().unwrap().status,
+        GrantStatus::Invalid
+    );
+}

@@ -785,3 +785,47 @@ async fn a_continuation_that_finds_the_lease_held_is_sent_again_not_dropped() {
     assert_eq!(report.outcome, RunOutcome::Skipped);
     assert!(p.aws.drain(&p.reconcile_queue).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_grant_nylas_no_longer_authorises_is_switched_off_instead_of_failing_every_run() {
+    // Lossless issue, defect 15: the reconciler failed on 401 with the grant still active, so
+    // every tick's job failed and ended in the DLQ.
+    let p = Pipeline::start(PipelineOptions {
+        emulator: EmulatorConfig {
+            grant_expired_lag_max: Duration::from_secs(3600),
+            ..options(60.0, no_sweep()).emulator
+        },
+        ..options(60.0, no_sweep())
+    })
+    .await;
+    let g = started(&p).await;
+    p.emulator.expire_grant(&g); // grant.expired is still on its way
+    let report = p
+        .reconciler
+        .run(
+            &ReconcileJob::new(g.clone(), JobKind::Incremental, None),
+            Instant::now() + Duration::from_secs(600),
+        )
+        .await
+        .expect("not a failure to retry");
+    assert_eq!(report.outcome, RunOutcome::GrantInvalid);
+    let grant = p.consumer.grants.get(&g).await.unwrap().unwrap();
+    assert_eq!(grant.status, GrantStatus::Invalid);
+    assert_eq!(grant.lease_until, Some(0), "lease released");
+    // The next tick does nothing; a re-authentication brings it back with a catch-up.
+    assert_eq!(
+        p.reconcile(&g, JobKind::Incremental).await.outcome,
+        RunOutcome::Skipped
+    );
+    p.next_second().await;
+    p.emulator.reauthenticate_grant(&g);
+    p.settle(SETTLE).await;
+    let grant = p.consumer.grants.get(&g).await.unwrap().unwrap();
+    assert_eq!(grant.status, GrantStatus::Active);
+    let jobs = p.aws.drain(&p.reconcile_queue).await;
+    assert!(
+        jobs.iter()
+            .any(|j| j.body().unwrap_or_default().contains("catch_up")),
+        "a catch-up was enqueued"
+    );
+}
