@@ -26,7 +26,7 @@ use serde_json::Value;
 use crate::aws;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, Env};
-use crate::grants::{GrantStatus, GrantStore, StatusChange};
+use crate::grants::{catch_up_after_reauth, GrantStatus, GrantStore, StatusChange};
 use crate::jobs::{JobKind, JobQueue, ReconcileJob};
 use crate::metrics::ConsumerBaseline;
 use crate::notification::ObjectKind;
@@ -763,9 +763,7 @@ impl Consumer {
                         // The change is not lost: a re-authentication (25027) reactivates the
                         // grant with a catch-up from this notification's time.
                         tracing::warn!(grant_id = %grant, status, "grant no longer valid at Nylas: marked invalid");
-                        self.grants
-                            .set_status(grant, GrantStatus::Invalid, second, &[])
-                            .await?;
+                        self.grants.mark_invalid(grant, second, intent.time).await?;
                         Ok(())
                     }
                     Unauthorized::KeyRejected => Err(Failure::Retry(
@@ -822,20 +820,20 @@ impl Consumer {
             // grant back.
             "updated" if !is_reauthentication(object) => {}
             "updated" => {
-                if let StatusChange::Applied { previous } = self
+                let change = self
                     .grants
                     .set_status(grant_id, GrantStatus::Active, version, &extra)
-                    .await?
-                {
-                    // Re-authenticated after expiry: catch up from the expiry (Nylas replays
-                    // nothing after 72 hours).
-                    if let Some(prev) = previous
-                        .filter(|p| matches!(p.status, GrantStatus::Expired | GrantStatus::Invalid))
-                    {
-                        let since = prev.expired_at.unwrap_or(prev.status_version / 1000);
-                        let job = ReconcileJob::new(grant_id, JobKind::CatchUp, Some(since));
-                        self.jobs.send(&job).await.map_err(job_error)?;
-                    }
+                    .await?;
+                // Re-authenticated after expiry: catch up from the expiry (Nylas replays
+                // nothing after 72 hours). A retry of this record after the job failed to send
+                // finds the change already applied, and sends it all the same.
+                let current = match change {
+                    StatusChange::Stale => self.grants.get(grant_id).await?,
+                    StatusChange::Applied { .. } => None,
+                };
+                if let Some(since) = catch_up_after_reauth(&change, current.as_ref(), version) {
+                    let job = ReconcileJob::new(grant_id, JobKind::CatchUp, Some(since));
+                    self.jobs.send(&job).await.map_err(job_error)?;
                 }
             }
             "deleted" => {

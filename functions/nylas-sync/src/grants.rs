@@ -63,6 +63,27 @@ pub struct Grant {
     pub lease_until: Option<i64>,
 }
 
+/// From when a re-authentication (`grant.updated` 25027 of version `version`) must be caught up,
+/// if at all: from the expiry, when the change brought the grant back from expired or invalid;
+/// and, when the change is refused as stale because this very notification was already applied
+/// (its retry after the catch-up job failed to send), from the expiry the grant still records.
+/// A duplicate delivery may thus send a second catch-up: harmless, and cheaper than losing one.
+pub fn catch_up_after_reauth(
+    change: &StatusChange,
+    current: Option<&Grant>,
+    version: Version,
+) -> Option<i64> {
+    match change {
+        StatusChange::Applied { previous } => previous
+            .as_deref()
+            .filter(|p| matches!(p.status, GrantStatus::Expired | GrantStatus::Invalid))
+            .map(|p| p.expired_at.unwrap_or(p.status_version / 1000)),
+        StatusChange::Stale => current
+            .filter(|g| g.status == GrantStatus::Active && g.status_version == version)
+            .and_then(|g| g.expired_at),
+    }
+}
+
 /// What a status change did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusChange {
@@ -132,6 +153,19 @@ impl GrantStore {
 
     /// Sets the status if `version` is newer than the stored status, with the extra attributes
     /// given (`provider`, `expired_at`, ...). Returns the previous state.
+    /// Marks a grant Nylas no longer authorises as invalid, recording `since_s` as its expiry
+    /// (where a catch-up after its re-authentication starts).
+    pub async fn mark_invalid(
+        &self,
+        grant_id: &str,
+        version: Version,
+        since_s: i64,
+    ) -> Result<StatusChange, StoreError> {
+        let expired_at = [("expired_at", AttributeValue::N(since_s.to_string()))];
+        self.set_status(grant_id, GrantStatus::Invalid, version, &expired_at)
+            .await
+    }
+
     pub async fn set_status(
         &self,
         grant_id: &str,
@@ -377,5 +411,76 @@ impl GrantStore {
             .filter_map(|i| i.get("grant_id").and_then(|v| v.as_s().ok()).cloned())
             .collect();
         Ok((ids, out.last_evaluated_key.filter(|k| !k.is_empty())))
+    }
+}
+
+#[cfg(test)]
+mod catch_up_tests {
+    use super::*;
+
+    fn grant(status: GrantStatus, status_version: Version, expired_at: Option<i64>) -> Grant {
+        Grant {
+            grant_id: "g".into(),
+            status,
+            status_version,
+            provider: None,
+            expired_at,
+            messages_received_after: None,
+            events_updated_after: HashMap::new(),
+            last_reconcile_at: None,
+            last_reconcile_outcome: None,
+            recovered_total: 0,
+            last_recovered: 0,
+            runs_since_sweep: 0,
+            lease_owner: None,
+            lease_until: None,
+        }
+    }
+
+    #[test]
+    fn a_reauthentication_after_an_expiry_catches_up_from_the_expiry() {
+        let previous = grant(GrantStatus::Expired, 5_000, Some(5));
+        let change = StatusChange::Applied {
+            previous: Some(Box::new(previous)),
+        };
+        assert_eq!(catch_up_after_reauth(&change, None, 9_000), Some(5));
+        let invalid_without_time = StatusChange::Applied {
+            previous: Some(Box::new(grant(GrantStatus::Invalid, 7_000, None))),
+        };
+        assert_eq!(
+            catch_up_after_reauth(&invalid_without_time, None, 9_000),
+            Some(7)
+        );
+    }
+
+    #[test]
+    fn an_active_or_unknown_grant_needs_no_catch_up() {
+        let active = StatusChange::Applied {
+            previous: Some(Box::new(grant(GrantStatus::Active, 5_000, Some(1)))),
+        };
+        assert_eq!(catch_up_after_reauth(&active, None, 9_000), None);
+        let unknown = StatusChange::Applied { previous: None };
+        assert_eq!(catch_up_after_reauth(&unknown, None, 9_000), None);
+    }
+
+    #[test]
+    fn the_retry_of_an_applied_reauthentication_still_sends_its_catch_up() {
+        // The first attempt applied the change, then failed to send the job.
+        let now = grant(GrantStatus::Active, 9_000, Some(5));
+        assert_eq!(
+            catch_up_after_reauth(&StatusChange::Stale, Some(&now), 9_000),
+            Some(5)
+        );
+        // A newer change was applied since: not this notification's business.
+        let newer = grant(GrantStatus::Active, 12_000, Some(5));
+        assert_eq!(
+            catch_up_after_reauth(&StatusChange::Stale, Some(&newer), 9_000),
+            None
+        );
+        let expired_again = grant(GrantStatus::Expired, 9_000, Some(5));
+        assert_eq!(
+            catch_up_after_reauth(&StatusChange::Stale, Some(&expired_again), 9_000),
+            None
+        );
     }
 }

@@ -481,8 +481,9 @@ impl Reconciler {
                         &format!("grant invalid ({status})"),
                     )
                     .await?;
+                // The catch-up after a re-authentication starts from this run.
                 self.grants
-                    .set_status(&grant.grant_id, GrantStatus::Invalid, now_ms, &[])
+                    .mark_invalid(&grant.grant_id, now_ms, poll_start)
                     .await?;
                 tracing::warn!(grant_id = %grant.grant_id, status, "grant no longer valid at Nylas: marked invalid");
                 report.outcome = RunOutcome::GrantInvalid;

@@ -788,3 +788,63 @@ async fn a_fetch_refused_for_a_revoked_grant_switches_it_off_until_it_is_reauthe
         GrantStatus::Invalid
     );
 }
+
+#[tokio::test]
+async fn a_catch_up_whose_job_failed_to_send_is_sent_when_the_record_is_retried() {
+    // Lossless issue, defect 14: the retry's status update was refused as stale, so no job.
+    let p = Pipeline::start(PipelineOptions {
+        emulator: EmulatorConfig {
+            grant_expired_lag_max: Duration::ZERO,
+            ..fast_clock().emulator
+        },
+        ..PipelineOptions::default()
+    })
+    .await;
+    p.register_grants().await;
+    let g = p.grant();
+    p.next_second().await;
+    p.emulator.expire_grant(&g);
+    p.settle(SETTLE).await;
+    let expired = p.consumer.grants.get(&g).await.unwrap().unwrap();
+    assert_eq!(expired.status, GrantStatus::Expired);
+    p.next_second().await;
+    let reauth = notification(
+        "grant.updated",
+        p.emulator.now(),
+        &json!({"grant_id": g, "code": 25027, "reauthentication_flag": true, "provider": "google"}),
+    );
+    // First attempt: the status is applied, then the catch-up job cannot be sent.
+    let broken = p
+        .consumer_with(&[(
+            "RECONCILE_QUEUE_URL",
+            format!("{}-that-does-not-exist", p.reconcile_queue),
+        )])
+        .await;
+    assert_eq!(
+        broken
+            .handle(record(&reauth))
+            .await
+            .batch_item_failures
+            .len(),
+        1
+    );
+    assert_eq!(
+        p.consumer.grants.get(&g).await.unwrap().unwrap().status,
+        GrantStatus::Active
+    );
+    // The retry sends it.
+    assert!(p
+        .consumer
+        .handle(record(&reauth))
+        .await
+        .batch_item_failures
+        .is_empty());
+    assert_eq!(
+        reconcile_jobs(&p).await,
+        vec![ReconcileJob::new(
+            g.clone(),
+            JobKind::CatchUp,
+            expired.expired_at
+        )]
+    );
+}
