@@ -872,10 +872,13 @@ impl Reconciler {
                 }
             }
         }
-        // Listed messages the store never had (older than the cursor's overlap).
+        // Listed messages the store never had (older than the cursor's overlap), or holds as
+        // deleted while Nylas still lists them (a delete applied by mistake, mail restored): the
+        // current object, versioned by its read, replaces the tombstone.
         for id in listed.keys().filter(|id| !seen.contains(*id)) {
             let object_ref = ObjectRef::Message { id: id.clone() };
-            if self.objects.get(grant, &object_ref).await?.is_none() {
+            let stored = self.objects.get(grant, &object_ref).await?;
+            if stored.is_none_or(|s| s.deleted) {
                 let read_began = self.clock.now_ms();
                 match self.nylas.get_message(grant, id).await {
                     Ok(m) => {

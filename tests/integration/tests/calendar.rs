@@ -414,3 +414,73 @@ async fn an_icloud_grant_is_listed_in_one_year_slices() {
             .is_some_and(|s| !s.deleted));
     }
 }
+
+#[tokio::test]
+async fn a_backfill_imports_events_last_changed_before_its_window() {
+    // Lossless issue, defect 8: the backfill listed events by updated_after only, so an event
+    // last changed before the backfill's `since` (a meeting booked months ago) was never seen.
+    let mut o = options(60.0);
+    o.reconciler.push(("RECONCILE_OVERLAP_SECONDS", "0".into()));
+    let p = Pipeline::start(o).await;
+    p.register_grants().await;
+    let g = p.grant();
+    let primary = p
+        .emulator
+        .primary_calendar_id(&g)
+        .expect("primary calendar");
+    p.emulator.set_silent(true);
+    let now = p.emulator.now();
+    let booked_long_ago = event(&p, &g, &primary, "booked long ago", now + 20 * DAY);
+    p.next_second().await;
+    p.next_second().await;
+    let since = p.emulator.now();
+    let job = ReconcileJob::new(&g, JobKind::Backfill, Some(since));
+    let report = p
+        .reconciler
+        .run(&job, Instant::now() + Duration::from_secs(600))
+        .await
+        .expect("backfill");
+    assert_eq!(report.outcome, RunOutcome::Completed);
+    assert!(p
+        .stored(
+            &g,
+            &ObjectRef::Event {
+                calendar_id: primary,
+                id: booked_long_ago
+            }
+        )
+        .await
+        .is_some());
+    assert_eq!(p.diff_against_truth(true).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_calendar_deleted_webhook_takes_the_calendars_events_with_it() {
+    // Lossless issue, defect 7: Nylas sends no event.deleted for a deleted calendar's events.
+    let p = Pipeline::start(options(1.0)).await;
+    p.register_grants().await;
+    let g = p.grant();
+    let team = id_of(&p.emulator.create_calendar(&g, "Team"));
+    let now = p.emulator.now();
+    let a = event(&p, &g, &team, "standup", now + DAY);
+    let b = event(&p, &g, &team, "retro", now - 40 * DAY);
+    p.settle(SETTLE).await;
+    assert_eq!(p.diff_against_truth(true).await, Vec::<String>::new());
+    p.next_second().await;
+    assert!(p.emulator.delete_calendar(&g, &team));
+    p.settle(SETTLE).await;
+    for id in [a, b] {
+        let stored = p
+            .stored(
+                &g,
+                &ObjectRef::Event {
+                    calendar_id: team.clone(),
+                    id,
+                },
+            )
+            .await
+            .expect("held");
+        assert!(stored.deleted, "tombstoned with its calendar");
+    }
+    assert_eq!(p.diff_against_truth(true).await, Vec::<String>::new());
+}

@@ -829,3 +829,47 @@ async fn a_grant_nylas_no_longer_authorises_is_switched_off_instead_of_failing_e
         "a catch-up was enqueued"
     );
 }
+
+#[tokio::test]
+async fn the_sweep_undoes_a_delete_of_a_message_nylas_still_lists() {
+    // Lossless issue, defect 11.
+    let p = Pipeline::start(options(60.0, no_sweep())).await;
+    let g = started(&p).await;
+    // Received two days ago (mail restored from an archive, say): older than the cursor, so
+    // only the sweep sees it again.
+    let m = p.emulator.create_message(
+        &g,
+        MessageSpec {
+            date: Some(p.emulator.now() - 2 * 86_400),
+            ..Default::default()
+        },
+    );
+    let id = id_of(&m);
+    p.settle(SETTLE).await;
+    // A delete the store applied although Nylas still has the message.
+    p.enqueue_raw(&[notification(
+        "message.deleted",
+        p.emulator.now(),
+        &serde_json::json!({"id": id, "grant_id": g, "object": "message"}),
+    )])
+    .await;
+    p.settle(SETTLE).await;
+    let ref_ = nylas_sync::store::ObjectRef::Message { id: id.clone() };
+    assert!(p.stored(&g, &ref_).await.unwrap().deleted);
+    p.next_second().await;
+    p.next_second().await;
+    p.next_second().await;
+    let mut job = ReconcileJob::new(g.clone(), JobKind::Incremental, None);
+    job.force_sweep = true;
+    let report = p
+        .reconciler
+        .run(&job, Instant::now() + Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert!(report.swept);
+    assert!(
+        !p.stored(&g, &ref_).await.unwrap().deleted,
+        "the sweep restored it"
+    );
+    assert_eq!(p.diff_against_truth(true).await, Vec::<String>::new());
+}
