@@ -200,6 +200,55 @@ fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
+/// Where an object's bytes go, given its serialized size, its body's size and the most an item
+/// may hold inline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    Inline,
+    /// The body to the bucket, the rest in the item.
+    BodyInBucket,
+    /// The whole object to the bucket; the item keeps [`slim_object`].
+    ObjectInBucket,
+}
+
+pub fn placement(object_bytes: usize, body_bytes: Option<usize>, max_inline: usize) -> Placement {
+    if object_bytes <= max_inline {
+        Placement::Inline
+    } else if body_bytes.is_some_and(|b| object_bytes.saturating_sub(b) <= max_inline) {
+        Placement::BodyInBucket
+    } else {
+        Placement::ObjectInBucket
+    }
+}
+
+/// Fields kept in an item whose object lives in the bucket: what identifies it and what the
+/// drift sweep compares.
+const SLIM_FIELDS: &[&str] = &[
+    "id",
+    "grant_id",
+    "object",
+    "thread_id",
+    "date",
+    "folders",
+    "unread",
+    "starred",
+    "calendar_id",
+    "updated_at",
+    "status",
+];
+
+pub fn slim_object(object: &Value) -> Value {
+    match object.as_object() {
+        Some(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| SLIM_FIELDS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        None => Value::Null,
+    }
+}
+
 impl ObjectStore {
     /// Writes `state` unless the store already holds a version at least as new.
     pub async fn put_if_newer(
@@ -223,12 +272,12 @@ impl ObjectStore {
             ("written_at".to_string(), n(now_ms)),
         ]);
         if let Some(object) = &state.object {
-            let (object, body_ref) = self.offload_body(&state.grant_id, object).await?;
+            let (object, pointer) = self.offload_body(&state.grant_id, object).await?;
             let value: AttributeValue = serde_dynamo::to_attribute_value(&object)
                 .map_err(|e| StoreError::Encoding(e.to_string()))?;
             item.insert("object".into(), value);
-            if let Some(r) = body_ref {
-                item.insert("body_ref".into(), r);
+            if let Some((name, r)) = pointer {
+                item.insert(name.into(), r);
             }
         }
         let result = self
@@ -291,41 +340,100 @@ impl ObjectStore {
 
     /// Moves a large `body` to S3 (content-addressed, so it is written before the item and a
     /// lost race leaves only an unreferenced copy). Returns the object to store and the pointer.
+    /// Puts what would push the item past DynamoDB's 400 KB limit into the bucket (see
+    /// [`placement`]) and answers the object the item keeps, with the pointer attribute to add
+    /// (`body_ref` or `object_ref`).
     async fn offload_body(
         &self,
         grant_id: &str,
         object: &Value,
-    ) -> Result<(Value, Option<AttributeValue>), StoreError> {
+    ) -> Result<(Value, Option<(&'static str, AttributeValue)>), StoreError> {
         let size = serde_json::to_vec(object).map(|v| v.len()).unwrap_or(0);
         let body = object.get("body").and_then(Value::as_str);
-        let (Some(body), true) = (body, size > self.max_inline_object_bytes) else {
-            return Ok((object.clone(), None));
-        };
-        let key = format!(
-            "bodies/{grant_id}/{}",
-            hex::encode(Sha256::digest(body.as_bytes()))
-        );
+        match placement(size, body.map(str::len), self.max_inline_object_bytes) {
+            Placement::Inline => Ok((object.clone(), None)),
+            Placement::BodyInBucket => {
+                let body = body.unwrap_or_default();
+                let key = format!(
+                    "bodies/{grant_id}/{}",
+                    hex::encode(Sha256::digest(body.as_bytes()))
+                );
+                self.put_payload(&key, "text/html; charset=utf-8", body.as_bytes().to_vec())
+                    .await?;
+                let mut slim = object.clone();
+                if let Some(map) = slim.as_object_mut() {
+                    map.remove("body");
+                }
+                Ok((slim, Some(("body_ref", self.pointer(key, body.len())))))
+            }
+            Placement::ObjectInBucket => {
+                // Too large even without its body (thousands of recipients): the whole object
+                // goes to the bucket; the item keeps the fields that change and identify it.
+                let bytes =
+                    serde_json::to_vec(object).map_err(|e| StoreError::Encoding(e.to_string()))?;
+                let key = format!("objects/{grant_id}/{}", hex::encode(Sha256::digest(&bytes)));
+                let len = bytes.len();
+                self.put_payload(&key, "application/json", bytes).await?;
+                Ok((
+                    slim_object(object),
+                    Some(("object_ref", self.pointer(key, len))),
+                ))
+            }
+        }
+    }
+
+    async fn put_payload(
+        &self,
+        key: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), StoreError> {
         self.s3
             .put_object()
             .bucket(&self.bucket)
-            .key(&key)
-            .content_type("text/html; charset=utf-8")
-            .body(aws_sdk_s3::primitives::ByteStream::from(
-                body.as_bytes().to_vec(),
-            ))
+            .key(key)
+            .content_type(content_type)
+            .body(aws_sdk_s3::primitives::ByteStream::from(bytes))
             .send()
             .await
             .map_err(|e| StoreError::S3(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
-        let mut slim = object.clone();
-        if let Some(map) = slim.as_object_mut() {
-            map.remove("body");
-        }
-        let pointer = AttributeValue::M(HashMap::from([
+        Ok(())
+    }
+
+    fn pointer(&self, key: String, bytes: usize) -> AttributeValue {
+        AttributeValue::M(HashMap::from([
             ("bucket".to_string(), s(&self.bucket)),
             ("key".to_string(), s(key)),
-            ("bytes".to_string(), n(body.len() as i64)),
-        ]));
-        Ok((slim, Some(pointer)))
+            ("bytes".to_string(), n(bytes as i64)),
+        ]))
+    }
+
+    async fn read_payload(
+        &self,
+        pointer: &HashMap<String, AttributeValue>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let get = |k: &str| {
+            pointer
+                .get(k)
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let out = self
+            .s3
+            .get_object()
+            .bucket(get("bucket"))
+            .key(get("key"))
+            .send()
+            .await
+            .map_err(|e| StoreError::S3(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+        Ok(out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::S3(e.to_string()))?
+            .into_bytes()
+            .to_vec())
     }
 
     async fn get_item(
@@ -464,6 +572,7 @@ impl ObjectStore {
             for mut item in page.items.unwrap_or_default() {
                 if !resolve_bodies {
                     item.remove("body_ref");
+                    item.remove("object_ref");
                 }
                 out.push(self.stored_object(item).await?);
             }
@@ -611,34 +720,16 @@ impl ObjectStore {
             ),
             None => None,
         };
-        if let (Some(obj), Some(AttributeValue::M(pointer))) =
+        if let Some(AttributeValue::M(pointer)) = item.get("object_ref") {
+            let bytes = self.read_payload(pointer).await?;
+            object = Some(
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::Encoding(e.to_string()))?,
+            );
+        } else if let (Some(obj), Some(AttributeValue::M(pointer))) =
             (object.as_mut(), item.get("body_ref"))
         {
-            let get = |k: &str| {
-                pointer
-                    .get(k)
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default()
-            };
-            let out = self
-                .s3
-                .get_object()
-                .bucket(get("bucket"))
-                .key(get("key"))
-                .send()
-                .await
-                .map_err(|e| {
-                    StoreError::S3(aws_sdk_s3::error::DisplayErrorContext(e).to_string())
-                })?;
-            let bytes = out
-                .body
-                .collect()
-                .await
-                .map_err(|e| StoreError::S3(e.to_string()))?
-                .into_bytes();
-            let body = String::from_utf8(bytes.to_vec())
-                .map_err(|e| StoreError::Encoding(e.to_string()))?;
+            let bytes = self.read_payload(pointer).await?;
+            let body = String::from_utf8(bytes).map_err(|e| StoreError::Encoding(e.to_string()))?;
             if let Some(map) = obj.as_object_mut() {
                 map.insert("body".into(), Value::String(body));
             }
@@ -691,6 +782,31 @@ fn existing_of(item: &HashMap<String, AttributeValue>) -> Existing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_object_goes_to_the_bucket_only_as_far_as_it_must() {
+        assert_eq!(placement(100, Some(50), 350), Placement::Inline);
+        assert_eq!(placement(350, None, 350), Placement::Inline);
+        // A big body: only the body moves.
+        assert_eq!(placement(900, Some(800), 350), Placement::BodyInBucket);
+        // Big without its body (9,000 recipients), or with no body at all: the whole object.
+        assert_eq!(placement(900, Some(100), 350), Placement::ObjectInBucket);
+        assert_eq!(placement(900, None, 350), Placement::ObjectInBucket);
+    }
+
+    #[test]
+    fn a_slim_object_keeps_what_identifies_it_and_what_the_sweep_compares() {
+        let big = serde_json::json!({
+            "id": "m", "grant_id": "g", "object": "message", "date": 5, "folders": ["INBOX"],
+            "unread": true, "starred": false, "to": ["x", "y", "z"], "body": "b",
+        });
+        let slim = slim_object(&big);
+        assert_eq!(
+            slim,
+            serde_json::json!({"id": "m", "grant_id": "g", "object": "message", "date": 5,
+                "folders": ["INBOX"], "unread": true, "starred": false})
+        );
+    }
 
     #[test]
     fn sort_keys_follow_the_contract() {

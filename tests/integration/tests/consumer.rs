@@ -848,3 +848,50 @@ async fn a_catch_up_whose_job_failed_to_send_is_sent_when_the_record_is_retried(
         )]
     );
 }
+
+#[tokio::test]
+async fn a_message_too_large_for_an_item_without_a_large_body_is_stored_and_read_back_whole() {
+    // Lossless issue, defect 4: only `body` was moved to S3, so a message over 400 KB for its
+    // recipients could never be stored: its record went to the DLQ and every reconcile of the
+    // grant failed on it, cursor stuck.
+    let p = Pipeline::start(fast_clock()).await;
+    p.register_grants().await;
+    let g = p.grant();
+    let to: Vec<nylas_emulator::Participant> = (0..9_000)
+        .map(|i| {
+            nylas_emulator::Participant::new(
+                &format!("Recipient {i}"),
+                &format!("recipient-{i}@example.org"),
+            )
+        })
+        .collect();
+    let m = p.emulator.create_message(
+        &g,
+        MessageSpec {
+            to: Some(to),
+            body: Some("<p>all hands</p>".into()),
+            ..Default::default()
+        },
+    );
+    assert!(m.to_string().len() > 400_000);
+    p.settle(SETTLE).await;
+    assert!(p.aws.drain(&p.notifications_dlq).await.is_empty());
+    let stored = p.stored(&g, &message(&id_of(&m))).await.expect("stored");
+    assert_eq!(stored.object.as_ref(), Some(&m), "read back whole");
+    // A reconcile that lists it completes, and a flag change still reaches it.
+    assert_eq!(
+        p.reconcile(&g, JobKind::Incremental).await.outcome,
+        nylas_sync::reconcile::RunOutcome::Completed
+    );
+    p.next_second().await;
+    p.emulator.update_message(
+        &g,
+        &id_of(&m),
+        MessageChange {
+            unread: Some(false),
+            ..Default::default()
+        },
+    );
+    p.settle(SETTLE).await;
+    assert_eq!(p.diff_against_truth(false).await, Vec::<String>::new());
+}

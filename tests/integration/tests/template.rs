@@ -367,7 +367,9 @@ fn policies_name_their_resources_and_grant_only_what_each_function_calls() {
                     );
                     if let Some(sub) = r["Fn::Sub"].as_str() {
                         assert!(
-                            sub.ends_with("/notifications/*") || sub.ends_with("/bodies/*"),
+                            sub.ends_with("/notifications/*")
+                                || sub.ends_with("/bodies/*")
+                                || sub.ends_with("/objects/*"),
                             "{id}: object access limited to a prefix, not {sub}"
                         );
                     }
