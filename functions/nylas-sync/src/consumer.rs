@@ -841,11 +841,26 @@ impl Consumer {
                     .grants
                     .set_status(grant_id, GrantStatus::Deleted, version, &extra)
                     .await?;
-                if self.settings.purge_on_grant_delete
-                    && matches!(change, StatusChange::Applied { .. })
-                {
-                    let n = self.objects.purge_grant(grant_id).await?;
-                    tracing::info!(grant_id, purged = n, "grant deleted");
+                // The purge runs as jobs (bounded, resumable): one now, and one once every
+                // write that was in flight at the deletion (a consumer fetch, a reconcile
+                // listing) has landed. A retry of this record sends them again: purging twice
+                // is harmless, never purging is not.
+                let deleted = match change {
+                    StatusChange::Applied { .. } => true,
+                    StatusChange::Stale => self
+                        .grants
+                        .get(grant_id)
+                        .await?
+                        .is_some_and(|g| g.status == GrantStatus::Deleted),
+                };
+                if self.settings.purge_on_grant_delete && deleted {
+                    let job = ReconcileJob::new(grant_id, JobKind::Purge, None);
+                    self.jobs.send(&job).await.map_err(job_error)?;
+                    self.jobs
+                        .send_delayed(&job, PURGE_SETTLE_SECONDS)
+                        .await
+                        .map_err(job_error)?;
+                    tracing::info!(grant_id, "grant deleted: purge enqueued");
                 }
             }
             _ => self.note_unknown(trigger),
@@ -906,6 +921,11 @@ impl Consumer {
         Some(url)
     }
 }
+
+/// How long after a grant's deletion its second purge runs: longer than any write that was in
+/// flight then can take (a consumer batch: 60 s; a reconcile run: its 300 s timeout), and
+/// SQS's longest delay.
+pub const PURGE_SETTLE_SECONDS: i32 = crate::jobs::MAX_DELAY_SECONDS;
 
 /// Whether a `grant.updated` notification reports a re-authentication: code 25027 or
 /// `reauthentication_flag: true` (an ordinary update is 25014).

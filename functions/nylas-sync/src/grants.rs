@@ -289,7 +289,13 @@ impl GrantStore {
             .update_item()
             .table_name(&self.table)
             .key("grant_id", AttributeValue::S(grant_id.into()))
-            .condition_expression("lease_owner = :owner")
+            // A grant deleted during the run records nothing (its purge removes what it wrote).
+            .condition_expression("lease_owner = :owner AND #status = :active")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(
+                ":active",
+                AttributeValue::S(GrantStatus::Active.as_str().into()),
+            )
             .expression_attribute_values(":owner", AttributeValue::S(owner.into()))
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_values(":started", AttributeValue::N(run.started_at.to_string()))

@@ -14,6 +14,10 @@ pub enum JobKind {
     /// After a re-authentication: everything since the grant expired (Nylas replays nothing
     /// after 72 hours).
     CatchUp,
+    /// Removes what is left of a deleted grant (items, tombstones, bodies and objects in the
+    /// bucket), a page at a time, continued by a new job near the deadline. Sent when the grant
+    /// is deleted and again once every write that was in flight then has landed.
+    Purge,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

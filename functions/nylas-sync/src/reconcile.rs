@@ -365,6 +365,9 @@ impl Reconciler {
         deadline: Instant,
     ) -> Result<RunReport, ReconcileError> {
         self.counters.runs.fetch_add(1, Ordering::Relaxed);
+        if job.kind == JobKind::Purge {
+            return self.purge(job, deadline).await;
+        }
         let owner = format!(
             "{}-{}",
             self.owner_prefix,
@@ -498,6 +501,54 @@ impl Reconciler {
         Ok(report)
     }
 
+    /// One purge job: deletes what is left of a deleted grant a page at a time (items first,
+    /// then its payloads in the bucket), and continues in a new job near the deadline. Does
+    /// nothing unless the grant is deleted (a stray job never purges a live grant); needs no
+    /// lease (purging twice at once is harmless).
+    async fn purge(
+        &self,
+        job: &ReconcileJob,
+        deadline: Instant,
+    ) -> Result<RunReport, ReconcileError> {
+        let mut report = RunReport {
+            grant_id: job.grant_id.clone(),
+            cursor_lag_s: None,
+            outcome: RunOutcome::Skipped,
+            recovered: 0,
+            pages: 0,
+            written: 0,
+            swept: false,
+        };
+        let deleted = self
+            .grants
+            .get(&job.grant_id)
+            .await?
+            .is_some_and(|g| g.status == GrantStatus::Deleted);
+        if !deleted {
+            return Ok(report);
+        }
+        loop {
+            if deadline.saturating_duration_since(Instant::now()) < self.settings.safety_margin {
+                self.jobs.send(job).await?;
+                report.outcome = RunOutcome::Checkpointed;
+                return Ok(report);
+            }
+            report.pages += 1;
+            let items = self.objects.purge_page(&job.grant_id, PURGE_PAGE).await?;
+            let payloads = if items == 0 {
+                self.objects.purge_payloads(&job.grant_id).await?
+            } else {
+                0
+            };
+            report.written += items + payloads;
+            if items == 0 && payloads == 0 {
+                tracing::info!(grant_id = %job.grant_id, removed = report.written, "grant purged");
+                report.outcome = RunOutcome::Completed;
+                return Ok(report);
+            }
+        }
+    }
+
     async fn sync(
         &self,
         grant: &Grant,
@@ -513,7 +564,9 @@ impl Reconciler {
                 .messages_received_after
                 .or(job.since)
                 .unwrap_or(default_since),
-            JobKind::Backfill | JobKind::CatchUp => job.since.unwrap_or(default_since),
+            JobKind::Backfill | JobKind::CatchUp | JobKind::Purge => {
+                job.since.unwrap_or(default_since)
+            }
         };
 
         // Messages.
@@ -1047,6 +1100,9 @@ impl Reconciler {
         }
     }
 }
+
+/// Items a purge deletes per step (one Query page, four BatchWriteItem calls).
+const PURGE_PAGE: i32 = 100;
 
 /// `GET /v3/grants/{id}/events/import`: masters, exceptions and single events of a time frame,
 /// unexpanded, whenever they changed. Its page size is `limit` too (at most 500).

@@ -503,9 +503,81 @@ impl ObjectStore {
         }
     }
 
+    /// Deletes up to `max` of a grant's remaining items (tombstones too): one bounded step of a
+    /// purge. Returns how many were deleted (0: nothing is left).
+    pub async fn purge_page(&self, grant_id: &str, max: i32) -> Result<u64, StoreError> {
+        let page = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("grant_id = :g")
+            .expression_attribute_values(":g", s(grant_id))
+            .projection_expression("grant_id, sk")
+            .consistent_read(true)
+            .limit(max.clamp(1, 1000))
+            .send()
+            .await
+            .map_err(dynamo_err)?;
+        let keys = page.items.unwrap_or_default();
+        self.delete_keys(&keys).await
+    }
+
+    /// Deletes up to 1,000 of the grant's payloads in the bucket (`bodies/<grant>/`,
+    /// `objects/<grant>/`). Returns how many were deleted (0: nothing is left).
+    pub async fn purge_payloads(&self, grant_id: &str) -> Result<u64, StoreError> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        let s3_err = |e: String| StoreError::S3(e);
+        let mut deleted = 0;
+        for prefix in [
+            format!("bodies/{grant_id}/"),
+            format!("objects/{grant_id}/"),
+        ] {
+            let listed = self
+                .s3
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&prefix)
+                .max_keys(1000)
+                .send()
+                .await
+                .map_err(|e| s3_err(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+            let ids: Vec<ObjectIdentifier> = listed
+                .contents()
+                .iter()
+                .filter_map(|o| ObjectIdentifier::builder().key(o.key()?).build().ok())
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let n = ids.len() as u64;
+            let delete = Delete::builder()
+                .set_objects(Some(ids))
+                .quiet(true)
+                .build()
+                .map_err(|e| s3_err(e.to_string()))?;
+            self.s3
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| s3_err(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+            deleted += n;
+        }
+        Ok(deleted)
+    }
+
     /// Deletes every item of a grant (its tombstones too). Returns how many were deleted.
     pub async fn purge_grant(&self, grant_id: &str) -> Result<u64, StoreError> {
         let keys = self.query_grant(grant_id, true).await?;
+        self.delete_keys(&keys).await
+    }
+
+    /// Deletes the items of `keys` (`BatchWriteItem`, 25 a call, unprocessed ones retried).
+    async fn delete_keys(
+        &self,
+        keys: &[HashMap<String, AttributeValue>],
+    ) -> Result<u64, StoreError> {
         let mut deleted = 0;
         for chunk in keys.chunks(25) {
             let mut requests: Vec<WriteRequest> = chunk

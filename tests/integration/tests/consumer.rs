@@ -566,6 +566,13 @@ async fn each_grant_lifecycle_notification_has_its_effect() {
         p.consumer.grants.get(&g).await.unwrap().unwrap().status,
         GrantStatus::Deleted
     );
+    // The purge is a job (the second one, for writes in flight, is delayed 15 minutes).
+    let jobs = reconcile_jobs(&p).await;
+    assert_eq!(
+        jobs,
+        vec![ReconcileJob::new(g.clone(), JobKind::Purge, None)]
+    );
+    p.reconcile(&g, JobKind::Purge).await;
     assert!(
         p.consumer.objects.list_grant(&g).await.unwrap().is_empty(),
         "objects purged"
@@ -894,4 +901,60 @@ async fn a_message_too_large_for_an_item_without_a_large_body_is_stored_and_read
     );
     p.settle(SETTLE).await;
     assert_eq!(p.diff_against_truth(false).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_fetch_in_flight_when_its_grant_is_deleted_leaves_nothing_behind() {
+    // Lossless issue, defect 5 (a fetch in flight wrote after the purge; the S3 bodies under
+    // bodies/<grant>/ were never deleted).
+    let p = Pipeline::start(fast_clock()).await;
+    p.register_grants().await;
+    let g = p.grant();
+    let big = p.emulator.create_message(
+        &g,
+        MessageSpec {
+            body_size: Some(500_000), // its body goes to the bucket
+            ..Default::default()
+        },
+    );
+    let m = p.emulator.create_message(&g, MessageSpec::default());
+    p.settle(SETTLE).await;
+    assert!(p
+        .aws
+        .keys(&p.bucket)
+        .await
+        .iter()
+        .any(|k| k.starts_with(&format!("bodies/{g}/"))));
+
+    let proxy =
+        HoldingProxy::start(&p.emulator.base_url(), &format!("/messages/{}", id_of(&m))).await;
+    let slow = p.consumer_via(&proxy.uri).await;
+    let truncated = notification("message.updated.truncated", p.emulator.now(), &m);
+    let fetch = tokio::spawn(async move { slow.handle(record(&truncated)).await });
+    proxy.reached.notified().await;
+
+    p.next_second().await;
+    p.emulator.delete_grant(&g);
+    p.settle(SETTLE).await;
+    let purges = reconcile_jobs(&p).await;
+    assert_eq!(purges.len(), 1, "the first purge (the second is delayed)");
+    assert_eq!(
+        p.reconcile(&g, JobKind::Purge).await.outcome,
+        nylas_sync::reconcile::RunOutcome::Completed
+    );
+    // The fetch lands after the first purge...
+    proxy.release.notify_one();
+    fetch.await.expect("fetch task");
+    // ...and the second purge, once every write in flight has landed, removes it.
+    p.reconcile(&g, JobKind::Purge).await;
+    assert!(p.consumer.objects.list_grant(&g).await.unwrap().is_empty());
+    let left: Vec<String> = p
+        .aws
+        .keys(&p.bucket)
+        .await
+        .into_iter()
+        .filter(|k| k.contains(&g))
+        .collect();
+    assert!(left.is_empty(), "payloads left: {left:?}");
+    let _ = big;
 }

@@ -873,3 +873,87 @@ async fn the_sweep_undoes_a_delete_of_a_message_nylas_still_lists() {
     );
     assert_eq!(p.diff_against_truth(true).await, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_reconcile_running_when_its_grant_is_deleted_records_nothing_and_its_writes_are_purged() {
+    // Lossless issue, defect 5: a reconcile already listing wrote objects after the purge and
+    // recorded "ok".
+    let p = Pipeline::start(options(20.0, no_sweep())).await;
+    let g = started(&p).await;
+    p.emulator.set_silent(true);
+    for _ in 0..3 {
+        p.emulator.create_message(&g, MessageSpec::default());
+    }
+    let proxy = HoldingProxy::start(&p.emulator.base_url(), "/messages").await;
+    let reconciler = p.reconciler_via(&proxy.uri).await;
+    let job = ReconcileJob::new(g.clone(), JobKind::Incremental, None);
+    let run = tokio::spawn(async move {
+        reconciler
+            .run(&job, Instant::now() + Duration::from_secs(600))
+            .await
+    });
+    proxy.reached.notified().await;
+    p.emulator.set_silent(false);
+    p.next_second().await;
+    p.emulator.delete_grant(&g);
+    p.settle(SETTLE).await;
+    p.reconcile(&g, JobKind::Purge).await;
+    assert!(p.consumer.objects.list_grant(&g).await.unwrap().is_empty());
+    proxy.release.notify_one();
+    // The held page is written; the next call finds the grant gone at Nylas (404): the run ends
+    // either way, and its retry is skipped (the grant is not active).
+    let _ = run.await.expect("run task");
+    let grant = p.consumer.grants.get(&g).await.unwrap().unwrap();
+    assert_eq!(grant.status, GrantStatus::Deleted);
+    assert_ne!(
+        grant.last_reconcile_outcome.as_deref(),
+        Some("ok"),
+        "a run over a deleted grant records nothing"
+    );
+    // The delayed purge removes what the run wrote after the first one.
+    p.reconcile(&g, JobKind::Purge).await;
+    assert!(p.consumer.objects.list_grant(&g).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_purge_is_bounded_and_resumes_from_where_it_stopped() {
+    let p = Pipeline::start(options(60.0, no_sweep())).await;
+    let g = started(&p).await;
+    p.emulator.set_silent(true);
+    for _ in 0..150 {
+        p.emulator.create_message(&g, MessageSpec::default());
+    }
+    p.reconcile(&g, JobKind::Incremental).await;
+    assert!(p.consumer.objects.list_grant(&g).await.unwrap().len() > 150);
+    p.consumer
+        .grants
+        .set_status(&g, GrantStatus::Deleted, i64::MAX / 2, &[])
+        .await
+        .unwrap();
+    // No time left: the job continues in a new one.
+    let job = ReconcileJob::new(g.clone(), JobKind::Purge, None);
+    let first = p.reconciler.run(&job, Instant::now()).await.unwrap();
+    assert_eq!(first.outcome, RunOutcome::Checkpointed);
+    let next = p.aws.drain(&p.reconcile_queue).await;
+    assert_eq!(next.len(), 1);
+    let next: ReconcileJob = serde_json::from_str(next[0].body().unwrap()).unwrap();
+    let done = p
+        .reconciler
+        .run(&next, Instant::now() + Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(done.outcome, RunOutcome::Completed);
+    assert!(done.pages >= 2, "a page at a time: {} pages", done.pages);
+    assert!(p.consumer.objects.list_grant(&g).await.unwrap().is_empty());
+    // A stray purge never touches a live grant.
+    let other = p.emulator.add_grant();
+    p.settle(SETTLE).await;
+    p.reconcile(&other, JobKind::Backfill).await;
+    let before = p.consumer.objects.list_grant(&other).await.unwrap().len();
+    let stray = p.reconcile(&other, JobKind::Purge).await;
+    assert_eq!(stray.outcome, RunOutcome::Skipped);
+    assert_eq!(
+        p.consumer.objects.list_grant(&other).await.unwrap().len(),
+        before
+    );
+}

@@ -302,7 +302,6 @@ fn policies_name_their_resources_and_grant_only_what_each_function_calls() {
             "consumer",
             &[
                 "dynamodb:BatchGetItem",
-                "dynamodb:BatchWriteItem",
                 "dynamodb:GetItem",
                 "dynamodb:PutItem",
                 "dynamodb:Query",
@@ -328,7 +327,9 @@ fn policies_name_their_resources_and_grant_only_what_each_function_calls() {
                 "dynamodb:PutItem",
                 "dynamodb:Query",
                 "dynamodb:UpdateItem",
+                "s3:DeleteObject",
                 "s3:GetObject",
+                "s3:ListBucket",
                 "s3:PutObject",
                 "secretsmanager:GetSecretValue",
                 "sqs:DeleteMessage",
