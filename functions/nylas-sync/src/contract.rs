@@ -72,6 +72,7 @@ pub const RECONCILER: &[Var] = &[
     opt("RECONCILE_OVERLAP_SECONDS"),
     opt("DRIFT_SWEEP_EVERY_RUNS"),
     opt("DRIFT_WINDOW_DAYS"),
+    opt("DRIFT_OLDER_SLICES"),
     opt("LEASE_SECONDS"),
     opt("MISSED_GRACE_SECONDS"),
     opt("BACKFILL_DAYS"),

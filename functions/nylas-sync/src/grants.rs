@@ -58,6 +58,9 @@ pub struct Grant {
     pub last_recovered: i64,
     /// Reconcile runs since the last drift sweep.
     pub runs_since_sweep: i64,
+    /// Where the drift sweep's walk through older mail stands: messages received before this
+    /// (Unix s) are swept next; `None` until the first sweep.
+    pub sweep_cursor: Option<i64>,
     pub lease_owner: Option<String>,
     /// Unix ms until which the lease is held.
     pub lease_until: Option<i64>,
@@ -132,6 +135,7 @@ pub fn grant_of(item: &HashMap<String, AttributeValue>) -> Option<Grant> {
         recovered_total: num(item, "recovered_total").unwrap_or(0),
         last_recovered: num(item, "last_recovered").unwrap_or(0),
         runs_since_sweep: num(item, "runs_since_sweep").unwrap_or(0),
+        sweep_cursor: num(item, "sweep_cursor"),
         lease_owner: text("lease_owner"),
         lease_until: num(item, "lease_until"),
     })
@@ -151,8 +155,6 @@ impl GrantStore {
         Ok(out.item.as_ref().and_then(grant_of))
     }
 
-    /// Sets the status if `version` is newer than the stored status, with the extra attributes
-    /// given (`provider`, `expired_at`, ...). Returns the previous state.
     /// Marks a grant Nylas no longer authorises as invalid, recording `since_s` as its expiry
     /// (where a catch-up after its re-authentication starts).
     pub async fn mark_invalid(
@@ -166,6 +168,8 @@ impl GrantStore {
             .await
     }
 
+    /// Sets the status if `version` is newer than the stored status, with the extra attributes
+    /// given (`provider`, `expired_at`, ...). Returns the previous state.
     pub async fn set_status(
         &self,
         grant_id: &str,
@@ -264,6 +268,41 @@ impl GrantStore {
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
             {
                 Ok(None)
+            }
+            Err(e) => Err(dynamo_err(e)),
+        }
+    }
+
+    /// Moves the sweep's walk through older mail to `cursor`, while `owner` holds the lease (a
+    /// sweep killed at its deadline keeps every slice it finished).
+    /// `None` ends the walk: the next sweep starts again from the recent window.
+    pub async fn set_sweep_cursor(
+        &self,
+        grant_id: &str,
+        owner: &str,
+        cursor: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let mut req = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key("grant_id", AttributeValue::S(grant_id.into()))
+            .condition_expression("lease_owner = :owner")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.into()));
+        req = match cursor {
+            Some(c) => req
+                .update_expression("SET sweep_cursor = :c")
+                .expression_attribute_values(":c", AttributeValue::N(c.to_string())),
+            None => req.update_expression("REMOVE sweep_cursor"),
+        };
+        let result = req.send().await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
             }
             Err(e) => Err(dynamo_err(e)),
         }
@@ -438,6 +477,7 @@ mod catch_up_tests {
             recovered_total: 0,
             last_recovered: 0,
             runs_since_sweep: 0,
+            sweep_cursor: None,
             lease_owner: None,
             lease_until: None,
         }

@@ -29,6 +29,7 @@ pub mod scheduler;
 pub mod secrets;
 pub mod signature;
 pub mod store;
+pub mod sweep;
 pub mod telemetry;
 pub mod tls;
 pub mod versions;

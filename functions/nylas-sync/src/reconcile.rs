@@ -22,7 +22,7 @@
 //! the function's time checkpoints (cursor unchanged, listing position in the next job) and
 //! re-enqueues; any other failure releases the lease with the cursor where it was.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,8 +37,10 @@ use crate::grants::{Grant, GrantStatus, GrantStore, RunRecord};
 use crate::jobs::{JobKind, JobQueue, JobQueueError, ReconcileJob, MAX_DELAY_SECONDS};
 use crate::nylas::{NylasClient, NylasError, Unauthorized};
 use crate::store::{
-    content_hash, ObjectRef, ObjectState, ObjectStore, PutOutcome, Source, StoreError, Summary,
+    content_hash, Flags, ObjectRef, ObjectState, ObjectStore, PutOutcome, Source, StoreError,
+    Summary,
 };
+use crate::sweep;
 use crate::versions;
 
 #[derive(Debug, Clone)]
@@ -48,6 +50,8 @@ pub struct ReconcileSettings {
     /// A drift sweep every this many runs (48 at a 30-minute interval: daily).
     pub sweep_every_runs: i64,
     pub sweep_window_days: i64,
+    /// Older slices (of `sweep_window_days` each) a sweep walks through after the recent window.
+    pub sweep_older_slices: usize,
     pub lease_ms: i64,
     /// A change younger than this may still have its webhook in flight: not counted as missed.
     pub grace_s: i64,
@@ -67,6 +71,7 @@ impl Default for ReconcileSettings {
             overlap_s: 600,
             sweep_every_runs: 48,
             sweep_window_days: 7,
+            sweep_older_slices: 8,
             lease_ms: 900_000,
             grace_s: 300,
             backfill_days: 30,
@@ -87,6 +92,8 @@ impl ReconcileSettings {
                 .max(1) as i64,
             sweep_window_days: env.number_or("DRIFT_WINDOW_DAYS", d.sweep_window_days as u64)?
                 as i64,
+            sweep_older_slices: env.number_or("DRIFT_OLDER_SLICES", d.sweep_older_slices as u64)?
+                as usize,
             lease_ms: env.number_or("LEASE_SECONDS", (d.lease_ms / 1000) as u64)? as i64 * 1000,
             grace_s: env.number_or("MISSED_GRACE_SECONDS", d.grace_s as u64)? as i64,
             backfill_days: env.number_or("BACKFILL_DAYS", d.backfill_days as u64)? as i64,
@@ -191,6 +198,8 @@ pub struct Reconciler {
 /// What the running job accumulates.
 #[derive(Default)]
 struct Run {
+    /// The lease owner of this run (conditional writes to the grant).
+    owner: String,
     /// Only a scheduled run over a grant already in sync counts misses: a backfill finds what
     /// predates the webhooks, a catch-up what Nylas never sent while the grant was expired.
     count_missed: bool,
@@ -406,6 +415,7 @@ impl Reconciler {
         let poll_start = job.poll_start.unwrap_or(now_ms / 1000);
         report.cursor_lag_s = grant.messages_received_after.map(|c| poll_start - c);
         let mut run = Run {
+            owner: owner.clone(),
             count_missed: job.kind == JobKind::Incremental
                 && grant.messages_received_after.is_some(),
             ..Run::default()
@@ -705,7 +715,8 @@ impl Reconciler {
         if due
             && deadline.saturating_duration_since(Instant::now()) > self.settings.safety_margin * 2
         {
-            self.sweep(grant, &calendar_ids, poll_start, run).await?;
+            self.sweep(grant, &calendar_ids, poll_start, deadline, run)
+                .await?;
             run.swept = true;
         }
         Ok(Progress::Done)
@@ -849,106 +860,58 @@ impl Reconciler {
         grant_record: &Grant,
         calendar_ids: &[String],
         poll_start: i64,
+        deadline: Instant,
         run: &mut Run,
     ) -> Result<(), ReconcileError> {
         let grant = grant_record.grant_id.as_str();
-        let window_start = poll_start - self.settings.sweep_window_days * 86_400;
-        // Messages: the fields that change, for the recent window.
-        let listing_began = self.clock.now_ms();
-        let listed = self
-            .list_all(
-                grant,
-                "messages",
-                &[
-                    ("received_after", &window_start.to_string()),
-                    ("select", "id,folders,unread,starred"),
-                ],
-            )
-            .await?;
-        let listed: HashMap<String, Value> = listed
-            .into_iter()
-            .filter_map(|m| Some((m.get("id")?.as_str()?.to_string(), m)))
-            .collect();
-        let stored = self.objects.list_prefix(grant, "message#", false).await?;
-        let mut seen = HashSet::new();
-        for s in stored.into_iter().filter(|s| !s.deleted) {
-            let Some(object) = &s.object else { continue };
-            let id = object
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            if object
-                .get("date")
-                .and_then(Value::as_i64)
-                .is_some_and(|d| d <= window_start)
+        let window = self.settings.sweep_window_days.max(1) * 86_400;
+        let plan = sweep::slices(
+            poll_start,
+            grant_record.sweep_cursor,
+            window,
+            self.settings.sweep_older_slices,
+        );
+        for (i, (from, to)) in plan.into_iter().enumerate() {
+            let older = i > 0;
+            // Each finished slice is kept (its cursor stored): a sweep that meets its deadline
+            // stops between slices and the next one goes on from there.
+            if older
+                && deadline.saturating_duration_since(Instant::now())
+                    < self.settings.safety_margin * 2
             {
-                continue;
+                break;
             }
-            seen.insert(id.clone());
-            let object_ref = ObjectRef::Message { id: id.clone() };
-            match listed.get(&id) {
-                Some(fields) => {
-                    let differs = ["folders", "unread", "starred"]
-                        .iter()
-                        .any(|f| fields.get(*f) != object.get(*f));
-                    if differs {
-                        // Patch the changing fields into the stored object (body resolved from S3 if kept there).
-                        let full = self
-                            .objects
-                            .get(grant, &object_ref)
-                            .await?
-                            .and_then(|o| o.object);
-                        if let Some(mut patched) = full {
-                            for f in ["folders", "unread", "starred"] {
-                                if let (Some(v), Some(map)) =
-                                    (fields.get(f), patched.as_object_mut())
-                                {
-                                    map.insert(f.to_string(), v.clone());
-                                }
-                            }
-                            self.write(
-                                grant,
-                                object_ref,
-                                Some(patched),
-                                versions::read(listing_began),
-                                true,
-                                None,
-                                run,
-                            )
-                            .await?;
-                        }
-                    }
-                }
-                None => {
-                    self.confirm_gone(grant, object_ref, run).await?;
-                }
-            }
-        }
-        // Listed messages the store never had (older than the cursor's overlap), or holds as
-        // deleted while Nylas still lists them (a delete applied by mistake, mail restored): the
-        // current object, versioned by its read, replaces the tombstone.
-        for id in listed.keys().filter(|id| !seen.contains(*id)) {
-            let object_ref = ObjectRef::Message { id: id.clone() };
-            let stored = self.objects.get(grant, &object_ref).await?;
-            if stored.is_none_or(|s| s.deleted) {
-                let read_began = self.clock.now_ms();
-                match self.nylas.get_message(grant, id).await {
-                    Ok(m) => {
-                        let date = m.get("date").and_then(Value::as_i64);
-                        self.write(
+            let empty = self.sweep_messages(grant, from, to, run).await?;
+            if older {
+                // The walk ends past the oldest mail on both sides: Nylas's (one call) and the
+                // store's (which may still hold what Nylas deleted).
+                let older_exists = if empty {
+                    let before = from.to_string();
+                    let page = self
+                        .nylas
+                        .list(
                             grant,
-                            object_ref,
-                            Some(m),
-                            versions::read(read_began),
-                            true,
-                            date,
-                            run,
+                            "messages",
+                            &[
+                                ("limit", "1"),
+                                ("received_before", &before),
+                                ("select", "id"),
+                            ],
                         )
                         .await?;
-                    }
-                    Err(NylasError::NotFound) => {}
-                    Err(e) => return Err(e.into()),
+                    Some(
+                        !page.data.is_empty()
+                            || self.objects.has_message_before(grant, from).await?,
+                    )
+                } else {
+                    None
+                };
+                let next = sweep::next_cursor(from, empty, older_exists);
+                self.grants
+                    .set_sweep_cursor(grant, &run.owner, next)
+                    .await?;
+                if next.is_none() {
+                    break; // the walk reached the oldest mail: the next sweep starts again
                 }
             }
         }
@@ -1027,6 +990,99 @@ impl Reconciler {
             }
         }
         Ok(())
+    }
+
+    /// Compares one slice of received dates `[from, to)`: Nylas's listing (ids and the fields
+    /// that change) with the store's date index, and repairs what differs (see
+    /// [`sweep::compare`]). Answers whether the slice was empty on both sides.
+    async fn sweep_messages(
+        &self,
+        grant: &str,
+        from: i64,
+        to: i64,
+        run: &mut Run,
+    ) -> Result<bool, ReconcileError> {
+        let read_began = self.clock.now_ms();
+        let after = (from - 1).to_string();
+        let before = to.to_string();
+        let mut query = vec![
+            ("received_after", after.as_str()),
+            ("select", "id,folders,unread,starred"),
+        ];
+        if to != i64::MAX {
+            query.push(("received_before", before.as_str()));
+        }
+        let listed: HashMap<String, Flags> = self
+            .list_all(grant, "messages", &query)
+            .await?
+            .into_iter()
+            .filter_map(|m| Some((m.get("id")?.as_str()?.to_string(), Flags::of(&m))))
+            .collect();
+        let stored = self
+            .objects
+            .messages_received_between(grant, from, to)
+            .await?;
+        let empty = listed.is_empty() && stored.is_empty();
+        let diff = sweep::compare(&listed, &stored);
+        let version = versions::read(read_began);
+        for (id, flags) in diff.patch {
+            // Patch the changing fields into the stored object (resolved from S3 if kept there).
+            let object_ref = ObjectRef::Message { id };
+            let Some(mut patched) = self
+                .objects
+                .get(grant, &object_ref)
+                .await?
+                .and_then(|o| o.object)
+            else {
+                continue;
+            };
+            if let Some(map) = patched.as_object_mut() {
+                for (k, v) in [
+                    ("folders", flags.folders),
+                    ("unread", flags.unread),
+                    ("starred", flags.starred),
+                ] {
+                    if let Some(v) = v {
+                        map.insert(k.to_string(), v);
+                    }
+                }
+            }
+            self.write(grant, object_ref, Some(patched), version, true, None, run)
+                .await?;
+        }
+        for id in diff.gone {
+            self.confirm_gone(grant, ObjectRef::Message { id }, run)
+                .await?;
+        }
+        // Listed messages the store never had (older than the cursor's overlap), or holds as
+        // deleted while Nylas still lists them (a delete applied by mistake, mail restored): the
+        // current object, versioned by its read, replaces the tombstone.
+        for id in diff.fetch {
+            let object_ref = ObjectRef::Message { id: id.clone() };
+            let stored = self.objects.get(grant, &object_ref).await?;
+            if stored.is_some_and(|s| !s.deleted) {
+                continue; // held live, just not indexed under this date
+            }
+            let read_began = self.clock.now_ms();
+            match self.nylas.get_message(grant, &id).await {
+                Ok(m) => {
+                    let date = m.get("date").and_then(Value::as_i64);
+                    self.write(
+                        grant,
+                        object_ref,
+                        Some(m),
+                        versions::read(read_began),
+                        true,
+                        date,
+                        run,
+                    )
+                    .await?;
+                }
+                Err(NylasError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(empty)
     }
 
     /// Tombstones the live events the store holds under a deleted calendar (Nylas sends no
@@ -1139,6 +1195,7 @@ mod tests {
             recovered_total: 0,
             last_recovered: 0,
             runs_since_sweep: 0,
+            sweep_cursor: None,
             lease_owner: lease_until.map(|_| "other".into()),
             lease_until,
         }

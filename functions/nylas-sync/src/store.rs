@@ -22,6 +22,37 @@ pub type Version = i64;
 /// 400 KB including attribute names and the other attributes).
 pub const DEFAULT_MAX_INLINE_OBJECT_BYTES: usize = 350_000;
 
+/// The objects table's sparse index of live messages by received date (`grant_id`, `mdate`),
+/// projecting only what the drift sweep compares: a sweep slice reads a few dozen bytes per
+/// message of its slice, whatever the mailbox's size (part of the table's contract; the
+/// template and the test tables create it).
+pub const BY_DATE_INDEX: &str = "by_date";
+/// The message's `date` (Unix s), on live message items only.
+pub const DATE_ATTRIBUTE: &str = "mdate";
+/// The attributes `BY_DATE_INDEX` projects besides the keys.
+pub const BY_DATE_PROJECTION: &[&str] = &[FLAGS_ATTRIBUTE, "version"];
+/// A copy of a live message's flags at the item's top level (an index projects only those).
+pub const FLAGS_ATTRIBUTE: &str = "flags";
+
+/// What the sweep compares of a message: its mutable flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flags {
+    pub folders: Option<Value>,
+    pub unread: Option<Value>,
+    pub starred: Option<Value>,
+}
+
+impl Flags {
+    pub fn of(object: &Value) -> Self {
+        let field = |k: &str| object.get(k).filter(|v| !v.is_null()).cloned();
+        Self {
+            folders: field("folders"),
+            unread: field("unread"),
+            starred: field("starred"),
+        }
+    }
+}
+
 /// What a stored object is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ObjectRef {
@@ -271,6 +302,25 @@ impl ObjectStore {
             ("source".to_string(), s(state.source.as_str())),
             ("written_at".to_string(), n(now_ms)),
         ]);
+        if let (ObjectRef::Message { .. }, Some(date)) = (
+            &state.object_ref,
+            state
+                .object
+                .as_ref()
+                .and_then(|o| o.get("date"))
+                .and_then(Value::as_i64),
+        ) {
+            item.insert(DATE_ATTRIBUTE.into(), n(date));
+            if let Some(object) = &state.object {
+                let flags = Flags::of(object);
+                let value = serde_json::json!({
+                    "folders": flags.folders, "unread": flags.unread, "starred": flags.starred,
+                });
+                let value = serde_dynamo::to_attribute_value(value)
+                    .map_err(|e| StoreError::Encoding(e.to_string()))?;
+                item.insert(FLAGS_ATTRIBUTE.into(), value);
+            }
+        }
         if let Some(object) = &state.object {
             let (object, pointer) = self.offload_body(&state.grant_id, object).await?;
             let value: AttributeValue = serde_dynamo::to_attribute_value(&object)
@@ -653,6 +703,82 @@ impl ObjectStore {
                 _ => return Ok(out),
             }
         }
+    }
+
+    /// The live messages the store holds received in `[from, to)` (Unix s), with their flags,
+    /// from the date index: bounded by the slice, not by the mailbox.
+    pub async fn messages_received_between(
+        &self,
+        grant_id: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<HashMap<String, Flags>, StoreError> {
+        let mut out = HashMap::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .ddb
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_DATE_INDEX)
+                .key_condition_expression("grant_id = :g AND #d BETWEEN :from AND :to")
+                .expression_attribute_names("#d", DATE_ATTRIBUTE)
+                .expression_attribute_values(":g", s(grant_id))
+                .expression_attribute_values(":from", n(from))
+                .expression_attribute_values(":to", n(to - 1))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(dynamo_err)?;
+            for item in page.items.unwrap_or_default() {
+                let Some(id) = item
+                    .get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|sk| sk.strip_prefix("message#"))
+                else {
+                    continue;
+                };
+                let flags: Value = item
+                    .get(FLAGS_ATTRIBUTE)
+                    .and_then(|v| serde_dynamo::from_attribute_value(v.clone()).ok())
+                    .unwrap_or(Value::Null);
+                let field = |k: &str| flags.get(k).filter(|v| !v.is_null()).cloned();
+                out.insert(
+                    id.to_string(),
+                    Flags {
+                        folders: field("folders"),
+                        unread: field("unread"),
+                        starred: field("starred"),
+                    },
+                );
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Whether the store holds a live message received before `before` (one index read).
+    pub async fn has_message_before(
+        &self,
+        grant_id: &str,
+        before: i64,
+    ) -> Result<bool, StoreError> {
+        let page = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_DATE_INDEX)
+            .key_condition_expression("grant_id = :g AND #d < :before")
+            .expression_attribute_names("#d", DATE_ATTRIBUTE)
+            .expression_attribute_values(":g", s(grant_id))
+            .expression_attribute_values(":before", n(before))
+            .limit(1)
+            .send()
+            .await
+            .map_err(dynamo_err)?;
+        Ok(page.count() > 0)
     }
 
     /// The calendars under which the store holds event `event_id` (tombstones included), for

@@ -339,6 +339,7 @@ impl Aws {
                         .build()
                         .unwrap(),
                 );
+            req = local_stack::with_by_date_index(req).expect("date index");
         }
         req.send().await.expect("create table");
         name

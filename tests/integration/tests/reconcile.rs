@@ -957,3 +957,79 @@ async fn a_purge_is_bounded_and_resumes_from_where_it_stopped() {
         before
     );
 }
+
+#[tokio::test]
+async fn changes_to_mail_older_than_the_sweep_window_are_repaired_within_a_cycle() {
+    // Lossless issue, defects 10 and 3: the sweep compared only the last DRIFT_WINDOW_DAYS (and
+    // read the whole stored mailbox to do it); now it walks older mail in slices of the same
+    // length, DRIFT_OLDER_SLICES per sweep, reading only each slice from the store's date index.
+    let p = Pipeline::start(options(
+        60.0,
+        vec![
+            ("DRIFT_SWEEP_EVERY_RUNS", "1000000".into()),
+            ("DRIFT_OLDER_SLICES", "2".into()),
+        ],
+    ))
+    .await;
+    let g = started(&p).await;
+    let now = p.emulator.now();
+    let mut old = Vec::new();
+    for days in [20, 45, 60] {
+        let m = p.emulator.create_message(
+            &g,
+            MessageSpec {
+                date: Some(now - days * 86_400),
+                unread: Some(true),
+                ..Default::default()
+            },
+        );
+        old.push(id_of(&m));
+    }
+    p.settle(SETTLE).await;
+    assert_eq!(p.diff_against_truth(false).await, Vec::<String>::new());
+    // Lost webhooks: one old message read, one moved, one deleted.
+    p.emulator.set_silent(true);
+    p.emulator.update_message(
+        &g,
+        &old[0],
+        MessageChange {
+            unread: Some(false),
+            ..Default::default()
+        },
+    );
+    p.emulator.update_message(
+        &g,
+        &old[1],
+        MessageChange {
+            folders: Some(vec!["ARCHIVE".into()]),
+            ..Default::default()
+        },
+    );
+    assert!(p.emulator.delete_message(&g, &old[2]));
+    p.next_second().await;
+    p.next_second().await;
+    p.next_second().await;
+    // A sweep covers the recent week and two older weeks: 60 days back is 9 weeks away, so a
+    // cycle of this grant is five sweeps; the store converges within it.
+    let mut sweeps = 0;
+    while !p.diff_against_truth(false).await.is_empty() {
+        sweeps += 1;
+        assert!(
+            sweeps <= 5,
+            "not repaired within a cycle: {:?}",
+            p.diff_against_truth(false).await
+        );
+        let mut job = ReconcileJob::new(g.clone(), JobKind::Incremental, None);
+        job.force_sweep = true;
+        let report = p
+            .reconciler
+            .run(&job, Instant::now() + Duration::from_secs(600))
+            .await
+            .unwrap();
+        assert!(report.swept);
+    }
+    assert!(
+        sweeps >= 2,
+        "the 60-day-old delete is beyond the first sweep's slices"
+    );
+}

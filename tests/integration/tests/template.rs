@@ -370,7 +370,8 @@ fn policies_name_their_resources_and_grant_only_what_each_function_calls() {
                         assert!(
                             sub.ends_with("/notifications/*")
                                 || sub.ends_with("/bodies/*")
-                                || sub.ends_with("/objects/*"),
+                                || sub.ends_with("/objects/*")
+                                || sub.ends_with("/index/by_date"),
                             "{id}: object access limited to a prefix, not {sub}"
                         );
                     }
@@ -480,6 +481,33 @@ fn tables_and_bucket_are_durable_and_private() {
     );
 }
 
+#[test]
+fn the_objects_table_has_the_date_index_the_sweep_reads() {
+    use nylas_sync::store::{BY_DATE_INDEX, BY_DATE_PROJECTION, DATE_ATTRIBUTE};
+    let table = &resources()["ObjectsTable"]["Properties"];
+    let index = table["GlobalSecondaryIndexes"]
+        .as_array()
+        .expect("indexes")
+        .iter()
+        .find(|i| i["IndexName"] == BY_DATE_INDEX)
+        .expect("the date index");
+    assert_eq!(index["KeySchema"][0]["AttributeName"], "grant_id");
+    assert_eq!(index["KeySchema"][1]["AttributeName"], DATE_ATTRIBUTE);
+    assert_eq!(index["Projection"]["ProjectionType"], "INCLUDE");
+    let projected: Vec<&str> = index["Projection"]["NonKeyAttributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(projected, BY_DATE_PROJECTION);
+    assert!(table["AttributeDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["AttributeName"] == DATE_ATTRIBUTE && a["AttributeType"] == "N"));
+}
+
 /// Deploys the template to moto (as `make dev` does), then checks what exists there with the
 /// AWS SDK, and cold-starts each function from the environment the template gives it.
 #[tokio::test]
@@ -523,7 +551,13 @@ async fn deploying_the_template_to_moto_gives_the_data_plane_every_function_star
             .collect();
         assert_eq!(got, want, "{table}");
         for a in t.attribute_definitions() {
-            assert_eq!(a.attribute_type(), &ScalarAttributeType::S);
+            // Keys are strings; the objects table's date index sorts by a number.
+            let want = if a.attribute_name() == nylas_sync::store::DATE_ATTRIBUTE {
+                ScalarAttributeType::N
+            } else {
+                ScalarAttributeType::S
+            };
+            assert_eq!(a.attribute_type(), &want, "{table}");
         }
     }
 

@@ -233,3 +233,47 @@ impl SqsPoller {
         r
     }
 }
+
+/// The objects table's date index as `infra/template.yaml` declares it (the template test holds
+/// both to `nylas_sync::store`'s constants), for tables created outside CloudFormation.
+pub fn with_by_date_index(
+    req: aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder,
+) -> Result<
+    aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder,
+    aws_sdk_dynamodb::error::BuildError,
+> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+        ProjectionType, ScalarAttributeType,
+    };
+    use nylas_sync::store::{BY_DATE_INDEX, BY_DATE_PROJECTION, DATE_ATTRIBUTE};
+    let mut projection = Projection::builder().projection_type(ProjectionType::Include);
+    for a in BY_DATE_PROJECTION {
+        projection = projection.non_key_attributes(*a);
+    }
+    Ok(req
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(DATE_ATTRIBUTE)
+                .attribute_type(ScalarAttributeType::N)
+                .build()?,
+        )
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(BY_DATE_INDEX)
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name("grant_id")
+                        .key_type(KeyType::Hash)
+                        .build()?,
+                )
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name(DATE_ATTRIBUTE)
+                        .key_type(KeyType::Range)
+                        .build()?,
+                )
+                .projection(projection.build())
+                .build()?,
+        ))
+}

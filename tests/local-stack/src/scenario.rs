@@ -267,6 +267,7 @@ async fn create_resources_directly(
                         .key_type(KeyType::Range)
                         .build()?,
                 );
+            req = crate::with_by_date_index(req)?;
         }
         req.send().await?;
         tables.push(table);
