@@ -28,7 +28,6 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, Env};
 use crate::grants::{catch_up_after_reauth, GrantStatus, GrantStore, StatusChange};
 use crate::jobs::{JobKind, JobQueue, ReconcileJob};
-use crate::metrics::ConsumerBaseline;
 use crate::notification::ObjectKind;
 use crate::nylas::{NylasClient, NylasError, Unauthorized};
 use crate::queue::ClaimCheck;
@@ -938,5 +937,73 @@ fn clone_failure(f: &Failure) -> Failure {
     match f {
         Failure::Retry(d, w) => Failure::Retry(*d, w.clone()),
         Failure::Permanent(w) => Failure::Permanent(w.clone()),
+    }
+}
+
+/// The consumer's counters at the start of a batch, so that its metrics are the batch's own
+/// (the counters run since the cold start; a Lambda instance handles one batch at a time).
+pub(crate) struct ConsumerBaseline {
+    counts: [u64; 8],
+    calls: std::collections::BTreeMap<String, u64>,
+}
+
+impl ConsumerBaseline {
+    fn counts(c: &ConsumerCounters) -> [u64; 8] {
+        use ConsumerCounters as C;
+        [
+            C::get(&c.records),
+            C::get(&c.written),
+            C::get(&c.stale),
+            C::get(&c.tombstoned),
+            C::get(&c.fetches_avoided),
+            C::get(&c.unknown),
+            C::get(&c.failed),
+            C::get(&c.unresolved),
+        ]
+    }
+
+    pub(crate) fn take(c: &ConsumerCounters, calls: &crate::nylas::CallCounter) -> Self {
+        Self {
+            counts: Self::counts(c),
+            calls: calls.snapshot(),
+        }
+    }
+
+    /// Prints the batch's metrics: counter deltas, Nylas calls by endpoint and status, lag samples.
+    pub(crate) fn emit(
+        self,
+        c: &ConsumerCounters,
+        calls: &crate::nylas::CallCounter,
+        lags: Vec<f64>,
+    ) {
+        let now = Self::counts(c);
+        let delta = |i: usize| now[i].saturating_sub(self.counts[i]);
+        let mut m = crate::metrics::Emf::new("consumer");
+        m.count(crate::metrics::names::RECORDS_PROCESSED, delta(0))
+            .count(crate::metrics::names::OBJECTS_WRITTEN, delta(1))
+            .count(crate::metrics::names::OBJECTS_STALE, delta(2))
+            .count(crate::metrics::names::OBJECTS_TOMBSTONED, delta(3))
+            .count(crate::metrics::names::FETCHES_AVOIDED, delta(4))
+            .count(crate::metrics::names::UNKNOWN_TYPES, delta(5))
+            .count(crate::metrics::names::RECORD_FAILURES, delta(6))
+            .count(crate::metrics::names::NOTIFICATIONS_UNRESOLVED, delta(7));
+        for (key, n) in calls.snapshot() {
+            let n = n.saturating_sub(self.calls.get(&key).copied().unwrap_or(0));
+            if let (Some((endpoint, status)), true) = (key.split_once(' '), n > 0) {
+                m.count_with(
+                    crate::metrics::names::NYLAS_CALLS,
+                    &[("Endpoint", endpoint), ("Status", status)],
+                    n,
+                );
+            }
+        }
+        for lag in lags {
+            m.sample(
+                crate::metrics::names::CHANGE_TO_STORE_LAG,
+                crate::metrics::Unit::Seconds,
+                lag,
+            );
+        }
+        m.flush();
     }
 }

@@ -7,32 +7,57 @@
 //! It must never acknowledge a notification before it is durable, never let an unsigned byte
 //! reach a queue, bucket or table, and never log a secret, signature or message body.
 
-pub mod apigw;
+//! # Layout
+//!
+//! **Handlers**, one per Lambda (each binary is a thin `main` over one of them):
+//! [`ingest`] (API Gateway → verify → SQS, reading the event with [`proxy_event`]),
+//! [`consumer`] (SQS batch → store), [`scheduler`] (tick → one job per due grant),
+//! [`reconciler`](reconcile) (one grant per job: listings, the drift sweep, purges).
+//!
+//! **Domain**, plain values and the rules over them (no I/O): [`notification`] (what a
+//! webhook says), [`versions`] (which state wins), [`event_window`] (which events are mirrored),
+//! [`sweep`] (what a sweep slice compares and changes), [`signature`], [`jobs`] (the reconcile
+//! queue's messages), [`contract`] (the configuration each function reads).
+//!
+//! **Adapters**, one per outside system: [`store`] (objects table and bucket), [`grants`]
+//! (grants table), [`queue`] and [`enqueue_request`] (the notifications queue and its claim
+//! checks), [`nylas`] (the REST client), [`secrets`].
+//!
+//! **Plumbing**: [`config`], [`backend`] (what the consumer and the reconciler build from the
+//! same configuration), [`aws`], [`tls`], [`clock`], [`metrics`] (EMF), [`telemetry`] (logs).
+
+// Handlers.
+pub mod consumer;
+pub mod ingest;
+pub mod proxy_event;
+pub mod reconcile;
+pub mod scheduler;
+
+// Domain.
+pub mod contract;
+pub mod event_window;
+pub mod jobs;
+pub mod notification;
+pub mod signature;
+pub mod sweep;
+pub mod versions;
+
+// Adapters.
+pub mod enqueue_request;
+pub mod grants;
+pub mod nylas;
+pub mod queue;
+pub mod secrets;
+pub mod store;
+
+// Plumbing.
 pub mod aws;
 pub mod backend;
 pub mod clock;
 pub mod config;
-pub mod consumer;
-pub mod contract;
-pub mod enqueue_request;
-pub mod event_window;
-pub mod grants;
-pub mod ingest;
-pub mod jobs;
 pub mod metrics;
-pub mod notification;
-pub mod nylas;
-pub mod proxy_event;
-pub mod queue;
-pub mod reconcile;
-pub mod scheduler;
-pub mod secrets;
-pub mod signature;
-pub mod store;
-pub mod sweep;
 pub mod telemetry;
 pub mod tls;
-pub mod versions;
 
 /// What went wrong in a JSON document and where, without echoing any of its values
 /// (serde_json's own messages quote the offending string, which may be a secret or a body).

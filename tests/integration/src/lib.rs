@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
-use nylas_sync::apigw::{http_api_event, request_from_event, rest_api_event, HttpRequestParts};
+use local_stack::apigw::{http_api_event, request_from_event, rest_api_event, HttpRequestParts};
 use nylas_sync::aws::{self, AwsTimeouts};
 
 pub use nylas_sync::signature::sign;

@@ -197,7 +197,7 @@ async fn other_methods_get_405_with_allow() {
     for method in ["PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"] {
         let req = request(
             Api::Http,
-            &nylas_sync::apigw::HttpRequestParts {
+            &local_stack::apigw::HttpRequestParts {
                 method,
                 path: "/webhooks/nylas",
                 body: b"{}",

@@ -9,7 +9,7 @@
 use std::sync::Mutex;
 
 use base64::Engine as _;
-use nylas_sync::apigw::{http_api_event, rest_api_event, HttpRequestParts};
+use local_stack::apigw::{http_api_event, rest_api_event, HttpRequestParts};
 use nylas_sync::config::{IngestLimits, WebhookSecret};
 use nylas_sync::ingest::Ingest;
 use nylas_sync::notification::Routing;
@@ -572,7 +572,7 @@ fn v2_event(
 /// The old path: `lambda_http` turns the event into an `http::Request`.
 fn lambda_http_conversion_panics(event: &Value) -> bool {
     let event = event.clone();
-    std::panic::catch_unwind(move || nylas_sync::apigw::request_from_event(&event)).is_err()
+    std::panic::catch_unwind(move || local_stack::apigw::request_from_event(&event)).is_err()
 }
 
 #[test]

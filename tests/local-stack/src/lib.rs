@@ -8,6 +8,7 @@
 //!
 //! Used by `make dev` and by the integration tests, so both exercise the same wiring.
 
+pub mod apigw;
 pub mod compare;
 pub mod report;
 pub mod scenario;
@@ -16,6 +17,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::apigw::{http_api_event, request_from_event, HttpRequestParts};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
@@ -24,7 +26,6 @@ use axum::body::{Body as AxumBody, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
-use nylas_sync::apigw::{http_api_event, request_from_event, HttpRequestParts};
 use nylas_sync::ingest::Ingest;
 use nylas_sync::queue::NotificationSink;
 
