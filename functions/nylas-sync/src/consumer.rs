@@ -723,7 +723,7 @@ impl Consumer {
                 self.nylas.get_event(grant, calendar_id, id).await
             }
             ObjectRef::Calendar { id } => self.nylas.get_calendar(grant, id).await,
-            ObjectRef::Folder { .. } => return Ok(()),
+            ObjectRef::Folder { id } => self.nylas.get_folder(grant, id).await,
         };
         let second = versions::webhook(intent.time);
         let state = |object: Option<Value>, version| ObjectState {

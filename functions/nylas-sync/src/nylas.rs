@@ -222,6 +222,11 @@ impl NylasClient {
         self.get_one("events.get", url).await
     }
 
+    pub async fn get_folder(&self, grant: &str, id: &str) -> Result<Value, NylasError> {
+        let url = self.url(&["v3", "grants", grant, "folders", id], &[])?;
+        self.get_one("folders.get", url).await
+    }
+
     pub async fn get_calendar(&self, grant: &str, id: &str) -> Result<Value, NylasError> {
         let url = self.url(&["v3", "grants", grant, "calendars", id], &[])?;
         self.get_one("calendars.get", url).await

@@ -916,6 +916,31 @@ impl Reconciler {
             }
         }
 
+        // Folders: webhooks keep them current; the sweep repairs a missed folder.* (the list is
+        // short: one call).
+        let read_began = self.clock.now_ms();
+        let folders = self.list_all(grant, "folders", &[]).await?;
+        let listed_folders: std::collections::HashSet<String> = folders
+            .iter()
+            .filter_map(|f| Some(f.get("id")?.as_str()?.to_string()))
+            .collect();
+        let items = folders
+            .into_iter()
+            .filter_map(|f| {
+                let id = f.get("id")?.as_str()?.to_string();
+                Some((ObjectRef::Folder { id }, Some(f)))
+            })
+            .collect();
+        self.upsert_listed(grant, items, read_began, poll_start, run)
+            .await?;
+        for f in self.objects.list_prefix(grant, "folder#", false).await? {
+            let id = f.sort_key.trim_start_matches("folder#").to_string();
+            if !f.deleted && !listed_folders.contains(&id) {
+                self.confirm_gone(grant, ObjectRef::Folder { id }, run)
+                    .await?;
+            }
+        }
+
         // Calendars that vanished from Nylas, and with them their events.
         let stored_calendars = self.objects.list_prefix(grant, "calendar#", false).await?;
         for c in stored_calendars {
@@ -1128,7 +1153,7 @@ impl Reconciler {
                 self.nylas.get_event(grant, calendar_id, id).await
             }
             ObjectRef::Calendar { id } => self.nylas.get_calendar(grant, id).await,
-            ObjectRef::Folder { .. } => return Ok(false),
+            ObjectRef::Folder { id } => self.nylas.get_folder(grant, id).await,
         };
         match fetched {
             Err(NylasError::NotFound) => {

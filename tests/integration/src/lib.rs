@@ -681,6 +681,38 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// Differences between the store's folders and the emulator's truth: missing, stale, or
+    /// deleted at Nylas and live in the store.
+    pub async fn diff_folders_against_truth(&self) -> Vec<String> {
+        let truth = self.emulator.truth();
+        let mut diffs = Vec::new();
+        for g in &truth.grants {
+            let grant = &g.grant_id;
+            for f in &g.folders {
+                let id = f["id"].as_str().unwrap_or_default().to_string();
+                let got = self
+                    .stored(grant, &ObjectRef::Folder { id: id.clone() })
+                    .await;
+                match got {
+                    Some(s) if !s.deleted && s.object.as_ref() == Some(f) => {}
+                    Some(s) if !s.deleted => diffs.push(format!("stale {grant} folder#{id}")),
+                    _ => diffs.push(format!("missing {grant} folder#{id}")),
+                }
+            }
+            for id in &g.deleted_folder_ids {
+                let got = self
+                    .stored(grant, &ObjectRef::Folder { id: id.clone() })
+                    .await;
+                if got.is_some_and(|s| !s.deleted) {
+                    diffs.push(format!("resurrected {grant} folder#{id}"));
+                }
+            }
+        }
+        diffs
+    }
+}
+
 fn short(v: Option<&serde_json::Value>) -> String {
     let mut v = v.cloned().unwrap_or_default();
     if let Some(m) = v.as_object_mut() {

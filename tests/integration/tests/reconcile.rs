@@ -1033,3 +1033,40 @@ async fn changes_to_mail_older_than_the_sweep_window_are_repaired_within_a_cycle
         "the 60-day-old delete is beyond the first sweep's slices"
     );
 }
+
+#[tokio::test]
+async fn missed_folder_webhooks_are_repaired_by_the_sweep() {
+    // Lossless issue, defect 16: folders were never reconciled.
+    let p = Pipeline::start(options(60.0, no_sweep())).await;
+    let g = started(&p).await;
+    let mut job = ReconcileJob::new(g.clone(), JobKind::Incremental, None);
+    job.force_sweep = true;
+    let first = p
+        .reconciler
+        .run(&job, Instant::now() + Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert!(first.swept);
+    assert_eq!(p.diff_folders_against_truth().await, Vec::<String>::new());
+    // Seen by webhook, then changed and deleted without one; one created without one.
+    let kept = p.emulator.create_folder(&g, "Projects");
+    let doomed = p.emulator.create_folder(&g, "Old stuff");
+    p.settle(SETTLE).await;
+    assert_eq!(p.diff_folders_against_truth().await, Vec::<String>::new());
+    p.emulator.set_silent(true);
+    p.emulator
+        .update_folder(&g, kept["id"].as_str().unwrap(), "Projects 2026");
+    assert!(p.emulator.delete_folder(&g, doomed["id"].as_str().unwrap()));
+    p.emulator.create_folder(&g, "Receipts 2026");
+    p.next_second().await;
+    p.next_second().await;
+    p.next_second().await;
+    assert_eq!(p.diff_folders_against_truth().await.len(), 3);
+    let again = p
+        .reconciler
+        .run(&job, Instant::now() + Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert!(again.swept);
+    assert_eq!(p.diff_folders_against_truth().await, Vec::<String>::new());
+}
