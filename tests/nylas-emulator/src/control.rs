@@ -74,6 +74,11 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
             "/_emulator/grants/{grant_id}/events/{event_id}",
             patch(update_event).delete(delete_event),
         )
+        .route("/_emulator/grants/{grant_id}/folders", post(create_folder))
+        .route(
+            "/_emulator/grants/{grant_id}/folders/{folder_id}",
+            patch(update_folder).delete(delete_folder),
+        )
 }
 
 fn body_json<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
@@ -472,4 +477,35 @@ async fn update_event(
 async fn delete_event(State(s): S, Path((grant_id, event_id)): Path<(String, String)>) -> R {
     let deleted = s.mutate(|m, now, out| m.delete_event(&grant_id, &event_id, now, out));
     found(deleted.then(|| json!({"deleted": true})), "event")
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct FolderBody {
+    name: String,
+}
+
+async fn create_folder(State(s): S, Path(grant_id): Path<String>, body: Bytes) -> R {
+    let b: FolderBody = body_json(&body)?;
+    found(
+        s.mutate(|m, now, out| m.create_folder(&grant_id, &b.name, now, out)),
+        "grant (or the name is empty, too long or taken)",
+    )
+}
+
+async fn update_folder(
+    State(s): S,
+    Path((grant_id, folder_id)): Path<(String, String)>,
+    body: Bytes,
+) -> R {
+    let b: FolderBody = body_json(&body)?;
+    found(
+        s.mutate(|m, now, out| m.update_folder(&grant_id, &folder_id, &b.name, now, out)),
+        "user folder (or the name is empty, too long or taken)",
+    )
+}
+
+async fn delete_folder(State(s): S, Path((grant_id, folder_id)): Path<(String, String)>) -> R {
+    let deleted = s.mutate(|m, now, out| m.delete_folder(&grant_id, &folder_id, now, out));
+    found(deleted.then(|| json!({"deleted": true})), "user folder")
 }
