@@ -485,11 +485,35 @@ struct FolderBody {
     name: String,
 }
 
+/// 400 for a name Nylas refuses (empty or over 1024 characters; Gmail also refuses a taken one).
+fn check_folder_name(
+    s: &Shared,
+    grant_id: &str,
+    folder_id: Option<&str>,
+    name: &str,
+) -> Result<(), ApiError> {
+    let model = crate::lock(&s.model);
+    let Some(g) = model.grants.get(grant_id) else {
+        return Err(ApiError::not_found("grant not found"));
+    };
+    if name.is_empty() || name.chars().count() > 1024 {
+        return Err(ApiError::invalid("name must be 1 to 1024 characters"));
+    }
+    if g.folders
+        .values()
+        .any(|f| f.name.eq_ignore_ascii_case(name) && Some(f.id.as_str()) != folder_id)
+    {
+        return Err(ApiError::invalid("a folder with this name exists"));
+    }
+    Ok(())
+}
+
 async fn create_folder(State(s): S, Path(grant_id): Path<String>, body: Bytes) -> R {
     let b: FolderBody = body_json(&body)?;
+    check_folder_name(&s, &grant_id, None, &b.name)?;
     found(
         s.mutate(|m, now, out| m.create_folder(&grant_id, &b.name, now, out)),
-        "grant (or the name is empty, too long or taken)",
+        "grant",
     )
 }
 
@@ -499,9 +523,10 @@ async fn update_folder(
     body: Bytes,
 ) -> R {
     let b: FolderBody = body_json(&body)?;
+    check_folder_name(&s, &grant_id, Some(&folder_id), &b.name)?;
     found(
         s.mutate(|m, now, out| m.update_folder(&grant_id, &folder_id, &b.name, now, out)),
-        "user folder (or the name is empty, too long or taken)",
+        "user folder",
     )
 }
 

@@ -287,6 +287,20 @@ async fn the_control_api_manages_folders_and_serves_them_in_the_truth() {
         .expect("rename");
     assert_eq!(r.status().as_u16(), 200);
     let r = http
+        .post(format!("{base}/_emulator/grants/{g}/folders"))
+        .json(&json!({"name": "renamed"}))
+        .send()
+        .await
+        .expect("create taken");
+    assert_eq!(r.status().as_u16(), 400, "names are unique");
+    let r = http
+        .post(format!("{base}/_emulator/grants/no-such-grant/folders"))
+        .json(&json!({"name": "Fine"}))
+        .send()
+        .await
+        .expect("create in unknown grant");
+    assert_eq!(r.status().as_u16(), 404);
+    let r = http
         .patch(format!("{base}/_emulator/grants/{g}/folders/INBOX"))
         .json(&json!({"name": "Renamed inbox"}))
         .send()
