@@ -114,6 +114,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/v3/grants/{grant_id}/calendars/{calendar_id}",
             get(get_calendar),
         )
+        .route("/v3/grants/{grant_id}/folders", get(list_folders))
+        .route("/v3/grants/{grant_id}/folders/{folder_id}", get(get_folder))
         .route("/v3/grants/{grant_id}/events", get(list_events))
         .route("/v3/grants/{grant_id}/events/import", get(import_events))
         .route("/v3/grants/{grant_id}/events/{event_id}", get(get_event))
@@ -657,6 +659,48 @@ async fn get_calendar(
         .get(&calendar_id)
         .ok_or_else(|| ApiError::not_found(format!("calendar {calendar_id} not found")))?;
     Ok(object_envelope(&s, apply_select(to_value(c), &p.select())))
+}
+
+async fn list_folders(
+    State(s): S,
+    Path(grant_id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let p = Params::parse(q)?;
+    let limit = p.limit(50, 200)?;
+    let select = p.select();
+    let start = match p.get("page_token") {
+        None => Bound::Unbounded,
+        Some(t) => Bound::Excluded(decode_token("f", t)?),
+    };
+    let model = lock(&s.model);
+    let g = readable_grant(&model, &grant_id)?;
+    let mut items = g.folders.range::<String, _>((start, Bound::Unbounded));
+    let page: Vec<_> = items.by_ref().take(limit).collect();
+    let next = match (items.next(), page.last()) {
+        (Some(_), Some((id, _))) => Some(encode_token("f", id)),
+        _ => None,
+    };
+    let data = page
+        .into_iter()
+        .map(|(_, f)| apply_select(to_value(f), &select))
+        .collect();
+    Ok(list_envelope(&s, data, next))
+}
+
+async fn get_folder(
+    State(s): S,
+    Path((grant_id, folder_id)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let p = Params::parse(q)?;
+    let model = lock(&s.model);
+    let g = readable_grant(&model, &grant_id)?;
+    let f = g
+        .folders
+        .get(&folder_id)
+        .ok_or_else(|| ApiError::not_found(format!("folder {folder_id} not found")))?;
+    Ok(object_envelope(&s, apply_select(to_value(f), &p.select())))
 }
 
 /// The `[start, end)` window of an events listing, with Nylas's defaults: `start` = the time of

@@ -74,6 +74,11 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
             "/_emulator/grants/{grant_id}/events/{event_id}",
             patch(update_event).delete(delete_event),
         )
+        .route("/_emulator/grants/{grant_id}/folders", post(create_folder))
+        .route(
+            "/_emulator/grants/{grant_id}/folders/{folder_id}",
+            patch(update_folder).delete(delete_folder),
+        )
 }
 
 fn body_json<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
@@ -472,4 +477,60 @@ async fn update_event(
 async fn delete_event(State(s): S, Path((grant_id, event_id)): Path<(String, String)>) -> R {
     let deleted = s.mutate(|m, now, out| m.delete_event(&grant_id, &event_id, now, out));
     found(deleted.then(|| json!({"deleted": true})), "event")
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct FolderBody {
+    name: String,
+}
+
+/// 400 for a name Nylas refuses (empty or over 1024 characters; Gmail also refuses a taken one).
+fn check_folder_name(
+    s: &Shared,
+    grant_id: &str,
+    folder_id: Option<&str>,
+    name: &str,
+) -> Result<(), ApiError> {
+    let model = crate::lock(&s.model);
+    let Some(g) = model.grants.get(grant_id) else {
+        return Err(ApiError::not_found("grant not found"));
+    };
+    if name.is_empty() || name.chars().count() > 1024 {
+        return Err(ApiError::invalid("name must be 1 to 1024 characters"));
+    }
+    if g.folders
+        .values()
+        .any(|f| f.name.eq_ignore_ascii_case(name) && Some(f.id.as_str()) != folder_id)
+    {
+        return Err(ApiError::invalid("a folder with this name exists"));
+    }
+    Ok(())
+}
+
+async fn create_folder(State(s): S, Path(grant_id): Path<String>, body: Bytes) -> R {
+    let b: FolderBody = body_json(&body)?;
+    check_folder_name(&s, &grant_id, None, &b.name)?;
+    found(
+        s.mutate(|m, now, out| m.create_folder(&grant_id, &b.name, now, out)),
+        "grant",
+    )
+}
+
+async fn update_folder(
+    State(s): S,
+    Path((grant_id, folder_id)): Path<(String, String)>,
+    body: Bytes,
+) -> R {
+    let b: FolderBody = body_json(&body)?;
+    check_folder_name(&s, &grant_id, Some(&folder_id), &b.name)?;
+    found(
+        s.mutate(|m, now, out| m.update_folder(&grant_id, &folder_id, &b.name, now, out)),
+        "user folder",
+    )
+}
+
+async fn delete_folder(State(s): S, Path((grant_id, folder_id)): Path<(String, String)>) -> R {
+    let deleted = s.mutate(|m, now, out| m.delete_folder(&grant_id, &folder_id, now, out));
+    found(deleted.then(|| json!({"deleted": true})), "user folder")
 }

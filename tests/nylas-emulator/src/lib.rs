@@ -18,6 +18,7 @@ mod clock;
 mod control;
 mod delivery;
 mod faults;
+mod folders;
 mod model;
 mod recurrence;
 mod rng;
@@ -39,6 +40,7 @@ use tokio::task::JoinHandle;
 pub use calendar::EventSpec;
 pub use delivery::sign;
 pub use faults::{FaultWindow, Faults};
+pub use folders::Folder;
 pub use model::{
     Attachment, Calendar, DeletedEvent, Event, EventChange, EventParticipant, GrantTruth, Message,
     MessageChange, MessageSpec, Participant, Truth, When, DEFAULT_TRUNCATION_THRESHOLD_BYTES,
@@ -97,6 +99,10 @@ pub struct EmulatorConfig {
     /// after the grant broke, as Nylas's health checks lag by up to 10 minutes (default 600 s).
     /// The grant's data endpoints answer 401 from the moment it broke. Zero sends it at once.
     pub grant_expired_lag_max: Duration,
+    /// Share of the activity's changes (`events_per_minute`) that are folder changes: a user
+    /// label created, renamed or deleted, drawn from a generator of their own so the other
+    /// changes keep their seeded sequence. In `[0, 1]`; 0 = none (default 0.01).
+    pub folder_changes: f64,
 }
 
 impl Default for EmulatorConfig {
@@ -121,6 +127,7 @@ impl Default for EmulatorConfig {
             initial_events_per_grant: 3,
             recurring_series_per_grant: 1,
             grant_expired_lag_max: Duration::from_secs(600),
+            folder_changes: 0.01,
         }
     }
 }
@@ -413,6 +420,9 @@ impl Emulator {
         if !(config.grant_changes_per_hour.is_finite() && config.grant_changes_per_hour >= 0.0) {
             return Err(invalid("grant_changes_per_hour must be zero or positive"));
         }
+        if !(config.folder_changes.is_finite() && (0.0..=1.0).contains(&config.folder_changes)) {
+            return Err(invalid("folder_changes must be between 0 and 1"));
+        }
         let listen = config
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -434,6 +444,7 @@ impl Emulator {
             initial_messages: config.initial_messages_per_grant,
             initial_events: config.initial_events_per_grant,
             recurring_series: config.recurring_series_per_grant,
+            folder_changes: config.folder_changes,
         });
         let shared = Arc::new(Shared {
             clock,
@@ -680,6 +691,29 @@ impl Emulator {
     pub fn delete_calendar(&self, grant: &str, calendar_id: &str) -> bool {
         self.shared
             .mutate(|m, now, out| m.delete_calendar(grant, calendar_id, now, out))
+    }
+
+    /// Creates a user label (`Label_<n>`) and notifies `folder.created`. `Value::Null` when the
+    /// grant is unknown or the name is empty, over 1024 characters or already used.
+    pub fn create_folder(&self, grant: &str, name: &str) -> Value {
+        self.shared
+            .mutate(|m, now, out| m.create_folder(grant, name, now, out))
+            .unwrap_or(Value::Null)
+    }
+
+    /// Renames a user label and notifies `folder.updated`. `Value::Null` when unknown, a system
+    /// folder, or the name is empty, over 1024 characters or used by another folder.
+    pub fn update_folder(&self, grant: &str, folder_id: &str, name: &str) -> Value {
+        self.shared
+            .mutate(|m, now, out| m.update_folder(grant, folder_id, name, now, out))
+            .unwrap_or(Value::Null)
+    }
+
+    /// Deletes a user label and notifies `folder.deleted` (ids only); the messages that had it
+    /// lose it, each notified first as `message.updated`. False when unknown or a system folder.
+    pub fn delete_folder(&self, grant: &str, folder_id: &str) -> bool {
+        self.shared
+            .mutate(|m, now, out| m.delete_folder(grant, folder_id, now, out))
     }
 
     /// Changes an event (moves `updated_at`) and notifies `event.updated`. `Value::Null` when unknown.

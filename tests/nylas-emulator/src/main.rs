@@ -108,6 +108,9 @@ struct Cli {
     /// `grant.expired` lags the expiry by up to this many emulated seconds (drawn from the seed).
     #[arg(long, default_value_t = 600.0)]
     grant_expired_lag_max_secs: f64,
+    /// Share of activity changes that create, rename or delete a user label (0 to 1).
+    #[arg(long, default_value_t = 0.01)]
+    folder_changes: f64,
 }
 
 fn parse_window(s: &str) -> Result<(i64, i64), String> {
@@ -184,6 +187,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         delivery_timeout: Duration::try_from_secs_f64(cli.delivery_timeout_secs)?,
         delivery_concurrency: cli.delivery_concurrency,
         grant_expired_lag_max: Duration::try_from_secs_f64(cli.grant_expired_lag_max_secs)?,
+        folder_changes: cli.folder_changes,
         ..EmulatorConfig::default()
     };
     let emulator = Emulator::start(config).await?;

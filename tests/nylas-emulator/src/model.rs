@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::folders::Folder;
 use crate::rng::Rng;
 
 /// Nylas sends `message.*.truncated` (without `body`) above this serialized object size.
@@ -17,6 +18,8 @@ pub const DEFAULT_TRUNCATION_THRESHOLD_BYTES: usize = 1_000_000;
 pub(crate) const REPLAY_WINDOW_SECS: i64 = 72 * 3600;
 
 const FOLDERS: &[&str] = &["INBOX", "INBOX", "INBOX", "IMPORTANT", "CATEGORY_UPDATES"];
+/// The stream (or-ed with the grant's sequence number) of each grant's folder generator.
+const FOLDER_STREAM: u64 = 0xF01D_0000_0000_0000;
 const MOVE_TARGETS: &[&str] = &["ARCHIVE", "TRASH", "INBOX", "IMPORTANT"];
 const WORDS: &[&str] = &[
     "quarterly",
@@ -232,6 +235,11 @@ pub struct GrantTruth {
     pub deleted_message_ids: Vec<String>,
     pub deleted_events: Vec<DeletedEvent>,
     pub deleted_calendar_ids: Vec<String>,
+    /// Current folders (labels), ordered by id as `GET /v3/grants/{id}/folders` lists them.
+    #[serde(default)]
+    pub folders: Vec<Value>,
+    #[serde(default)]
+    pub deleted_folder_ids: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -303,6 +311,12 @@ pub(crate) struct Grant {
     pub(crate) deleted_calendar_ids: BTreeSet<String>,
     /// Deleted occurrences of recurring masters (original starts), so they stay gone.
     pub(crate) deleted_occurrences: BTreeMap<String, BTreeSet<i64>>,
+    pub(crate) folders: BTreeMap<String, Folder>,
+    pub(crate) deleted_folder_ids: BTreeSet<String>,
+    /// The `n` of the last `Label_<n>` given out; ids are never reused.
+    pub(crate) next_label: u64,
+    /// Draws the folder activity, apart from `rng` so the other changes keep their sequence.
+    pub(crate) folder_rng: Rng,
     /// Notifications produced while expired, replayed on re-authentication within 72 h.
     pub(crate) held: Vec<Notification>,
     revision: u64,
@@ -375,6 +389,8 @@ impl Grant {
                 })
                 .collect(),
             deleted_calendar_ids: self.deleted_calendar_ids.iter().cloned().collect(),
+            folders: self.folders.values().map(to_value).collect(),
+            deleted_folder_ids: self.deleted_folder_ids.iter().cloned().collect(),
         }
     }
 }
@@ -392,6 +408,8 @@ pub(crate) struct ModelSettings {
     pub(crate) initial_messages: usize,
     pub(crate) initial_events: usize,
     pub(crate) recurring_series: usize,
+    /// Share of activity changes that are folder changes, in `[0, 1]`.
+    pub(crate) folder_changes: f64,
 }
 
 pub(crate) struct Model {
@@ -539,6 +557,10 @@ impl Model {
             deleted_events: BTreeMap::new(),
             deleted_calendar_ids: BTreeSet::new(),
             deleted_occurrences: BTreeMap::new(),
+            folders: BTreeMap::new(),
+            deleted_folder_ids: BTreeSet::new(),
+            next_label: 0,
+            folder_rng: Rng::derive(self.settings.seed, FOLDER_STREAM | seq),
             held: Vec::new(),
             revision: 0,
         };
@@ -558,6 +580,7 @@ impl Model {
                 metadata: Map::new(),
             },
         );
+        crate::folders::seed_folders(&mut grant);
         for i in 0..self.settings.initial_messages {
             // Spread over the last few hours so `received_after` windows have something to cut.
             let date = now - 600 * (self.settings.initial_messages - i) as i64;
@@ -883,6 +906,11 @@ impl Model {
         let Some(g) = self.grants.get_mut(grant_id) else {
             return;
         };
+        let folder_changes = self.settings.folder_changes;
+        if folder_changes > 0.0 && g.folder_rng.chance(folder_changes) {
+            self.random_folder_change(grant_id, now, out);
+            return;
+        }
         let roll = g.rng.below(100);
         let pick_message = |g: &mut Grant| -> Option<String> {
             let n = g.messages.len();
@@ -918,7 +946,13 @@ impl Model {
             }
             62..=70 => {
                 if let Some(id) = pick_message(g) {
-                    let folder = g.rng.pick(MOVE_TARGETS).to_string();
+                    // Only to folders that exist (`ARCHIVE` can be deleted through the API).
+                    let targets: Vec<&str> = MOVE_TARGETS
+                        .iter()
+                        .copied()
+                        .filter(|t| g.folders.contains_key(*t))
+                        .collect();
+                    let folder = g.rng.pick(&targets).to_string();
                     let change = MessageChange {
                         folders: Some(vec![folder]),
                         ..Default::default()

@@ -31,6 +31,7 @@ fn help_documents_every_flag_of_the_issue() {
         "--retry-after",
         "--slow-response-ms",
         "--webhook-url",
+        "--folder-changes",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
