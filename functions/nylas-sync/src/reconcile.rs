@@ -708,6 +708,11 @@ impl Reconciler {
             run.events_cursors.insert(cal.clone(), poll_start);
         }
 
+        // A first sync takes the folders too (later, the sweep keeps them).
+        if job.kind == JobKind::Backfill || grant.messages_received_after.is_none() {
+            self.reconcile_folders(g, poll_start, run).await?;
+        }
+
         // Drift sweep.
         let due = job.force_sweep
             || job.kind == JobKind::CatchUp
@@ -916,30 +921,7 @@ impl Reconciler {
             }
         }
 
-        // Folders: webhooks keep them current; the sweep repairs a missed folder.* (the list is
-        // short: one call).
-        let read_began = self.clock.now_ms();
-        let folders = self.list_all(grant, "folders", &[]).await?;
-        let listed_folders: std::collections::HashSet<String> = folders
-            .iter()
-            .filter_map(|f| Some(f.get("id")?.as_str()?.to_string()))
-            .collect();
-        let items = folders
-            .into_iter()
-            .filter_map(|f| {
-                let id = f.get("id")?.as_str()?.to_string();
-                Some((ObjectRef::Folder { id }, Some(f)))
-            })
-            .collect();
-        self.upsert_listed(grant, items, read_began, poll_start, run)
-            .await?;
-        for f in self.objects.list_prefix(grant, "folder#", false).await? {
-            let id = f.sort_key.trim_start_matches("folder#").to_string();
-            if !f.deleted && !listed_folders.contains(&id) {
-                self.confirm_gone(grant, ObjectRef::Folder { id }, run)
-                    .await?;
-            }
-        }
+        self.reconcile_folders(grant, poll_start, run).await?;
 
         // Calendars that vanished from Nylas, and with them their events.
         let stored_calendars = self.objects.list_prefix(grant, "calendar#", false).await?;
@@ -1014,6 +996,40 @@ impl Reconciler {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Folders: webhooks keep them current; a first sync and every sweep list them (one short
+    /// call), write what differs and tombstone, after a GET 404, what Nylas deleted.
+    async fn reconcile_folders(
+        &self,
+        grant: &str,
+        poll_start: i64,
+        run: &mut Run,
+    ) -> Result<(), ReconcileError> {
+        let read_began = self.clock.now_ms();
+        let folders = self.list_all(grant, "folders", &[]).await?;
+        let listed_folders: std::collections::HashSet<String> = folders
+            .iter()
+            .filter_map(|f| Some(f.get("id")?.as_str()?.to_string()))
+            .collect();
+        let items = folders
+            .into_iter()
+            .filter_map(|f| {
+                let id = f.get("id")?.as_str()?.to_string();
+                Some((ObjectRef::Folder { id }, Some(f)))
+            })
+            .collect();
+        self.upsert_listed(grant, items, read_began, poll_start, run)
+            .await?;
+        for f in self.objects.list_prefix(grant, "folder#", false).await? {
+            let id = f.sort_key.trim_start_matches("folder#").to_string();
+            if !f.deleted && !listed_folders.contains(&id) {
+                self.confirm_gone(grant, ObjectRef::Folder { id }, run)
+                    .await?;
+            }
+        }
+
         Ok(())
     }
 
