@@ -19,7 +19,7 @@ use bench::build_only::BuildOnlySink;
 use bench::fixtures::{message_created, signed};
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use nylas_sync::apigw::{http_api_event, request_from_event, HttpRequestParts};
+use local_stack::apigw::{http_api_event, request_from_event, HttpRequestParts};
 use nylas_sync::config::{IngestLimits, WebhookSecret};
 use nylas_sync::enqueue_request::build;
 use nylas_sync::ingest::Ingest;
