@@ -109,7 +109,7 @@ async fn destinations(emu: &Emulator) -> Vec<Value> {
 
 /// The real ingest, configured from Secrets Manager, served over HTTP as API Gateway would.
 struct ServedIngest {
-    ingest: Arc<Ingest<nylas_sync::queue::SqsNotificationSink>>,
+    ingest: Arc<Ingest<nylas_sync::sqs_queue::SqsNotificationSink>>,
     url: String,
     queue_url: String,
     task: tokio::task::JoinHandle<std::io::Result<()>>,

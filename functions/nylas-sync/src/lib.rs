@@ -28,6 +28,7 @@ pub mod reconcile;
 pub mod scheduler;
 pub mod secrets;
 pub mod signature;
+pub mod sqs_queue;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

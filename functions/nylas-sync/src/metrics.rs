@@ -56,6 +56,8 @@ pub mod names {
     /// null `calendar_id` the store cannot resolve): parked in the DLQ, repaired by reconciliation.
     pub const NOTIFICATIONS_UNRESOLVED: &str = "NotificationsUnresolved";
     pub const RECORD_FAILURES: &str = "RecordFailures";
+    /// Rate-limited records re-sent to the queue with a delay (acknowledged, not failed).
+    pub const RECORDS_DEFERRED: &str = "RecordsDeferred";
 
     /// Every name above, for the tests that hold the README to the code.
     pub const ALL: &[&str] = &[
@@ -74,6 +76,7 @@ pub mod names {
         UNKNOWN_TYPES,
         NOTIFICATIONS_UNRESOLVED,
         RECORD_FAILURES,
+        RECORDS_DEFERRED,
     ];
 }
 
@@ -459,12 +462,12 @@ fn push_json_str(out: &mut String, s: &str) {
 /// The consumer's counters at the start of a batch, so that its metrics are the batch's own
 /// (the counters run since the cold start; a Lambda instance handles one batch at a time).
 pub(crate) struct ConsumerBaseline {
-    counts: [u64; 8],
+    counts: [u64; 9],
     calls: std::collections::BTreeMap<String, u64>,
 }
 
 impl ConsumerBaseline {
-    fn counts(c: &crate::consumer::ConsumerCounters) -> [u64; 8] {
+    fn counts(c: &crate::consumer::ConsumerCounters) -> [u64; 9] {
         use crate::consumer::ConsumerCounters as C;
         [
             C::get(&c.records),
@@ -475,6 +478,7 @@ impl ConsumerBaseline {
             C::get(&c.unknown),
             C::get(&c.failed),
             C::get(&c.unresolved),
+            C::get(&c.deferred),
         ]
     }
 
@@ -505,7 +509,8 @@ impl ConsumerBaseline {
             .count(names::FETCHES_AVOIDED, delta(4))
             .count(names::UNKNOWN_TYPES, delta(5))
             .count(names::RECORD_FAILURES, delta(6))
-            .count(names::NOTIFICATIONS_UNRESOLVED, delta(7));
+            .count(names::NOTIFICATIONS_UNRESOLVED, delta(7))
+            .count(names::RECORDS_DEFERRED, delta(8));
         for (key, n) in calls.snapshot() {
             let n = n.saturating_sub(self.calls.get(&key).copied().unwrap_or(0));
             if let (Some((endpoint, status)), true) = (key.split_once(' '), n > 0) {

@@ -477,6 +477,28 @@ fn tables_and_bucket_are_durable_and_private() {
     );
 }
 
+#[test]
+fn the_consumer_may_defer_a_record_to_its_own_queue() {
+    // Lossless issue, defect 12: a rate-limited record is re-sent to the notifications queue
+    // with a delay instead of spending its receives.
+    let (_, consumer) = functions()["consumer"];
+    let role = &resources()[target(&consumer["Role"])]["Properties"];
+    let may_send_to_notifications = role["Policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap())
+        .any(|st| {
+            let actions = st["Action"]
+                .as_array()
+                .cloned()
+                .unwrap_or_else(|| vec![st["Action"].clone()]);
+            actions.iter().any(|a| a == "sqs:SendMessage")
+                && st["Resource"]["Fn::GetAtt"][0] == "NotificationsQueue"
+        });
+    assert!(may_send_to_notifications);
+}
+
 /// Deploys the template to moto (as `make dev` does), then checks what exists there with the
 /// AWS SDK, and cold-starts each function from the environment the template gives it.
 #[tokio::test]
