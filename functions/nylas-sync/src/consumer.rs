@@ -14,7 +14,8 @@
 //!
 //! The queue's side of the protocol is not here: reading a record (a claim check's S3 payload
 //! included) and retrying a rate-limited one (deferred with a delay, or hidden) go through the
-//! [`NotificationSource`] port, whose rules are pure functions in [`crate::queue`].
+//! [`NotificationSource`] port, whose rules are pure functions in [`crate::queue`]. A record
+//! whose claim-checked payload is gone is recovered from Nylas by the ids its attributes carry.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,7 +36,7 @@ use crate::jobs::{JobKind, JobQueue, ReconcileJob};
 use crate::metrics::ConsumerBaseline;
 use crate::notification::ObjectKind;
 use crate::nylas::{NylasClient, NylasError};
-use crate::queue::{NotificationSource, Payload, ReadError, Settled};
+use crate::queue::{stand_in_notification, NotificationSource, Payload, ReadError, Settled};
 use crate::sqs_queue::SqsNotificationSource;
 use crate::store::{ObjectRef, ObjectState, ObjectStore, PutOutcome, Source, StoreError, Version};
 use crate::versions;
@@ -126,6 +127,8 @@ pub struct ConsumerCounters {
     pub failed: AtomicU64,
     /// Rate-limited records re-sent with a delay (acknowledged, not failed).
     pub deferred: AtomicU64,
+    /// Claim-checked records whose S3 payload was gone, recovered from Nylas by their attributes.
+    pub claim_checks_expired: AtomicU64,
 }
 
 impl ConsumerCounters {
@@ -421,6 +424,24 @@ impl<S: NotificationSource> Consumer<S> {
         let message_id = record.message_id.clone().unwrap_or_default();
         let text = match self.source.read(record).await {
             Ok(Payload::Notification(text)) => text,
+            Ok(Payload::Gone(check)) => {
+                // The payload outlived its lifecycle (or was deleted): the attributes still name
+                // the object, so it is fetched from Nylas like a truncated notification.
+                ConsumerCounters::add(&self.counters.claim_checks_expired, 1);
+                let stand_in = stand_in_notification(record, self.clock.now_ms() / 1000);
+                tracing::warn!(
+                    message_id = %message_id,
+                    key = %check.key,
+                    recoverable = stand_in.is_some(),
+                    "claim-checked payload is gone: recovering the object from Nylas"
+                );
+                stand_in.ok_or_else(|| {
+                    self.unresolved(
+                        "claim-checked payload is gone and the message names no object to recover"
+                            .into(),
+                    )
+                })?
+            }
             Err(ReadError::Retry(why)) => return Err(Failure::Retry(None, why)),
             Err(ReadError::Permanent(why)) => return Err(Failure::Permanent(why)),
         };

@@ -58,6 +58,8 @@ pub mod names {
     pub const RECORD_FAILURES: &str = "RecordFailures";
     /// Rate-limited records re-sent to the queue with a delay (acknowledged, not failed).
     pub const RECORDS_DEFERRED: &str = "RecordsDeferred";
+    /// Claim-checked records whose S3 payload was gone: recovered from Nylas by their attributes.
+    pub const CLAIM_CHECKS_EXPIRED: &str = "ClaimChecksExpired";
 
     /// Every name above, for the tests that hold the README to the code.
     pub const ALL: &[&str] = &[
@@ -77,6 +79,7 @@ pub mod names {
         NOTIFICATIONS_UNRESOLVED,
         RECORD_FAILURES,
         RECORDS_DEFERRED,
+        CLAIM_CHECKS_EXPIRED,
     ];
 }
 
@@ -462,12 +465,12 @@ fn push_json_str(out: &mut String, s: &str) {
 /// The consumer's counters at the start of a batch, so that its metrics are the batch's own
 /// (the counters run since the cold start; a Lambda instance handles one batch at a time).
 pub(crate) struct ConsumerBaseline {
-    counts: [u64; 9],
+    counts: [u64; 10],
     calls: std::collections::BTreeMap<String, u64>,
 }
 
 impl ConsumerBaseline {
-    fn counts(c: &crate::consumer::ConsumerCounters) -> [u64; 9] {
+    fn counts(c: &crate::consumer::ConsumerCounters) -> [u64; 10] {
         use crate::consumer::ConsumerCounters as C;
         [
             C::get(&c.records),
@@ -479,6 +482,7 @@ impl ConsumerBaseline {
             C::get(&c.failed),
             C::get(&c.unresolved),
             C::get(&c.deferred),
+            C::get(&c.claim_checks_expired),
         ]
     }
 
@@ -510,7 +514,8 @@ impl ConsumerBaseline {
             .count(names::UNKNOWN_TYPES, delta(5))
             .count(names::RECORD_FAILURES, delta(6))
             .count(names::NOTIFICATIONS_UNRESOLVED, delta(7))
-            .count(names::RECORDS_DEFERRED, delta(8));
+            .count(names::RECORDS_DEFERRED, delta(8))
+            .count(names::CLAIM_CHECKS_EXPIRED, delta(9));
         for (key, n) in calls.snapshot() {
             let n = n.saturating_sub(self.calls.get(&key).copied().unwrap_or(0));
             if let (Some((endpoint, status)), true) = (key.split_once(' '), n > 0) {

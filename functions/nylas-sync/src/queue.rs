@@ -2,7 +2,8 @@
 //! (its routing attributes, and the claim check that stands for a body too large for SQS), the
 //! two ports (the ingest's [`NotificationSink`], the consumer's [`NotificationSource`]) and the
 //! queue-side decisions, as pure functions: when and how a rate-limited record comes back
-//! ([`redelivery`]).
+//! ([`redelivery`]), and what a record whose claim-checked payload is gone still says
+//! ([`stand_in_notification`]).
 //!
 //! The SQS and S3 adapters live in [`crate::sqs_queue`]; [`crate::enqueue_request`] builds the
 //! ingest's requests. This module depends on neither.
@@ -13,7 +14,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::SqsMessage;
 use serde::{Deserialize, Serialize};
 
-use crate::notification::Routing;
+use crate::notification::{ObjectKind, Routing};
 
 /// SQS message attribute names set on every notification message.
 pub mod attr {
@@ -92,6 +93,9 @@ pub trait NotificationSink: Send + Sync {
 pub enum Payload {
     /// The notification's JSON text (the body, or the claim-checked object read back from S3).
     Notification(String),
+    /// The claim check's object is gone (expired or deleted): only the message's attributes
+    /// remain to say what it was about (see [`stand_in_notification`]).
+    Gone(ClaimCheck),
 }
 
 /// Why a record could not be read.
@@ -252,6 +256,58 @@ pub fn redelivery(
     }
 }
 
+/// The trigger a notification of type `trigger` stands for once its payload is gone: a fetch of
+/// the object (`<kind>.<verb>.truncated`) or its delete; `None` for what names no syncable
+/// object (grants, folders, tracking triggers...).
+pub fn stand_in_trigger(trigger: &str) -> Option<String> {
+    if !matches!(
+        ObjectKind::of(trigger),
+        ObjectKind::Message | ObjectKind::Event | ObjectKind::Calendar
+    ) {
+        return None;
+    }
+    let mut parts = trigger.split('.');
+    let (noun, verb) = (parts.next()?, parts.next()?);
+    match verb {
+        "deleted" => Some(format!("{noun}.deleted")),
+        "created" | "updated" => Some(format!("{noun}.{verb}.truncated")),
+        _ => None,
+    }
+}
+
+/// What a claim-checked record whose payload is gone still says, as a notification the consumer
+/// can act on: its attributes name the trigger, the notification, the grant and the object, so
+/// it is treated like a truncated notification (`<kind>.<verb>.truncated`: fetch the current
+/// object) or, for a `*.deleted`, a delete. Its `time` is when the message was sent, never later
+/// than `now_s` (the consumer's clock). `None` when the attributes cannot name a syncable object
+/// (no ids, a grant or folder notification): nothing to recover it by.
+pub fn stand_in_notification(record: &SqsMessage, now_s: i64) -> Option<String> {
+    let attribute = |name: &str| {
+        record
+            .message_attributes
+            .get(name)
+            .and_then(|a| a.string_value.as_deref())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let stand_in = stand_in_trigger(attribute(attr::TYPE)?)?;
+    let grant_id = attribute(attr::GRANT_ID)?;
+    let object_id = attribute(attr::OBJECT_ID)?;
+    let time = RecordHistory::of(record)
+        .sent_at_ms
+        .map_or(now_s, |ms| (ms / 1000).min(now_s));
+    let id = attribute(attr::NOTIFICATION_ID).unwrap_or_default();
+    Some(
+        serde_json::json!({
+            "id": id,
+            "type": stand_in,
+            "time": time,
+            "data": {"object": {"id": object_id, "grant_id": grant_id}},
+        })
+        .to_string(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,5 +464,51 @@ mod tests {
             }
         );
         assert_eq!(RecordHistory::of(&SqsMessage::default()), history(1, 0));
+    }
+
+    #[test]
+    fn a_record_whose_payload_is_gone_stands_for_a_fetch_or_a_delete_of_its_object() {
+        let ids = [
+            (attr::NOTIFICATION_ID, "n-1"),
+            (attr::GRANT_ID, "g-1"),
+            (attr::OBJECT_ID, "m-1"),
+        ];
+        let with = |trigger: &str| {
+            let mut a = ids.to_vec();
+            a.push((attr::TYPE, trigger));
+            queued(&a, Some(1_700_000_000_999))
+        };
+        let parse = |s: Option<String>| -> serde_json::Value {
+            serde_json::from_str(&s.expect("a stand-in")).unwrap()
+        };
+        let n = parse(stand_in_notification(
+            &with("message.created"),
+            1_800_000_000,
+        ));
+        assert_eq!(n["type"], "message.created.truncated");
+        assert_eq!(n["id"], "n-1");
+        assert_eq!(n["time"], 1_700_000_000);
+        assert_eq!(n["data"]["object"]["id"], "m-1");
+        assert_eq!(n["data"]["object"]["grant_id"], "g-1");
+        let n = parse(stand_in_notification(
+            &with("message.updated.metadata"),
+            1_800_000_000,
+        ));
+        assert_eq!(n["type"], "message.updated.truncated");
+        let n = parse(stand_in_notification(&with("event.deleted"), 1_800_000_000));
+        assert_eq!(n["type"], "event.deleted");
+        // Never later than the consumer's clock.
+        let n = parse(stand_in_notification(
+            &with("calendar.updated"),
+            1_600_000_000,
+        ));
+        assert_eq!(n["time"], 1_600_000_000);
+        // Nothing to recover a grant or folder notification, or one without ids, by.
+        assert_eq!(stand_in_notification(&with("grant.created"), 1), None);
+        assert_eq!(stand_in_notification(&with("folder.updated"), 1), None);
+        assert_eq!(
+            stand_in_notification(&queued(&[(attr::TYPE, "message.created")], None), 1),
+            None
+        );
     }
 }

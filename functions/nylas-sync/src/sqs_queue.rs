@@ -97,6 +97,9 @@ impl SqsNotificationSource {
             .await
         {
             Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                return Ok(Payload::Gone(check))
+            }
             Err(e) => {
                 return Err(ReadError::Retry(
                     aws_sdk_s3::error::DisplayErrorContext(e).to_string(),

@@ -526,6 +526,103 @@ async fn a_short_429_burst_sends_nothing_to_the_dlq_and_every_record_is_stored_a
 }
 
 #[tokio::test]
+async fn a_claim_check_whose_payload_expired_is_recovered_from_nylas_and_counted() {
+    // Lossless issue, defect 17: a claim check whose S3 object was gone was retried until the
+    // DLQ, with nothing saying why.
+    let p = Pipeline::start(fast_clock()).await;
+    let g = p.grant();
+    let m = p.emulator.create_message(
+        &g,
+        MessageSpec {
+            body_size: Some(900_000),
+            ..Default::default()
+        },
+    );
+    assert!(p.emulator.wait_for_deliveries_idle(SETTLE).await);
+    // The payload expires before the consumer runs.
+    let payloads: Vec<String> = p
+        .aws
+        .keys(&p.bucket)
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("notifications/"))
+        .collect();
+    assert_eq!(payloads.len(), 1, "claim-checked: {payloads:?}");
+    p.aws
+        .s3
+        .delete_object()
+        .bucket(&p.bucket)
+        .key(&payloads[0])
+        .send()
+        .await
+        .expect("delete payload");
+
+    let ((received, failed), lines) = nylas_sync::metrics::capture(p.run_batch()).await;
+    assert_eq!((received.len(), failed.len()), (1, 0));
+    let expired: f64 = lines
+        .iter()
+        .flat_map(|l| nylas_sync::metrics::validate_line(l).expect("EMF"))
+        .filter(|m| m.name == "ClaimChecksExpired")
+        .flat_map(|m| m.values)
+        .sum();
+    assert_eq!(expired, 1.0, "{lines:?}");
+    assert_eq!(
+        ConsumerCounters::get(&p.consumer.counters.claim_checks_expired),
+        1
+    );
+    assert_eq!(
+        p.consumer.nylas.calls.snapshot().get("messages.get 200"),
+        Some(&1),
+        "the object fetched from Nylas by the ids the message carries"
+    );
+    let stored = p.stored(&g, &message(&id_of(&m))).await.expect("stored");
+    assert_eq!(stored.object.as_ref(), Some(&m));
+    assert_eq!(stored.source, "fetch");
+    assert!(p.aws.drain(&p.notifications_dlq).await.is_empty());
+
+    // A delete whose payload is gone is written as a tombstone.
+    p.emulator.set_silent(true);
+    let gone = id_of(&p.emulator.create_message(&g, MessageSpec::default()));
+    p.emulator.delete_message(&g, &gone);
+    let key = "notifications/gone.json";
+    let check =
+        serde_json::json!({"claim_check": {"bucket": p.bucket, "key": key, "bytes": 300_000}});
+    let attr = |v: &str| {
+        aws_sdk_sqs::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(v)
+            .build()
+            .unwrap()
+    };
+    p.aws
+        .sqs
+        .send_message()
+        .queue_url(&p.notifications.queue_url)
+        .message_body(check.to_string())
+        .message_attributes("nylas_type", attr("message.deleted"))
+        .message_attributes("notification_id", attr("n-gone"))
+        .message_attributes("grant_id", attr(&g))
+        .message_attributes("object_id", attr(&gone))
+        .message_attributes("payload", attr("s3"))
+        .send()
+        .await
+        .expect("send");
+    let (_, failed) = p.run_batch().await;
+    assert!(failed.is_empty());
+    assert!(
+        p.stored(&g, &message(&gone))
+            .await
+            .expect("tombstone")
+            .deleted
+    );
+    assert_eq!(
+        ConsumerCounters::get(&p.consumer.counters.claim_checks_expired),
+        2
+    );
+    assert_eq!(p.diff_against_truth(false).await, Vec::<String>::new());
+}
+
+#[tokio::test]
 async fn nylas_5xx_and_dynamodb_errors_fail_only_their_own_records() {
     let p = Pipeline::start(fast_clock()).await;
     let g = p.grant();

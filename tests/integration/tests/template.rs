@@ -478,6 +478,35 @@ fn tables_and_bucket_are_durable_and_private() {
 }
 
 #[test]
+fn a_claim_checked_payload_outlives_every_message_that_points_to_it() {
+    // Lossless issue, defect 17: payloads expired while their messages (in the DLQ) lived on.
+    let bucket = of_type("AWS::S3::Bucket")[0].1;
+    let rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+        .as_array()
+        .unwrap();
+    let rule = rules
+        .iter()
+        .find(|r| r["Prefix"] == "notifications/")
+        .expect("notifications/ expire");
+    assert_eq!(target(&rule["ExpirationInDays"]), "PayloadRetentionDays");
+    let param = &cfn()["Parameters"]["PayloadRetentionDays"];
+    let days = |v: &Value| v.as_u64().or_else(|| v.as_str()?.parse().ok()).unwrap();
+    let shortest = days(&param["MinValue"]).min(days(&param["Default"]));
+    // A message lives in the notifications queue, then its DLQ, both counted from its first
+    // enqueue; the consumer's deferrals re-send it (8 x 15 min by default).
+    let queue = &resources()["NotificationsQueue"]["Properties"];
+    let dlq = target(&queue["RedrivePolicy"]["deadLetterTargetArn"]);
+    let retention = |q: &Value| q["MessageRetentionPeriod"].as_u64().unwrap_or(345_600);
+    let longest_message = retention(queue).max(retention(&resources()[dlq]["Properties"]));
+    let policy = nylas_sync::queue::RedeliveryPolicy::default();
+    let deferrals = u64::from(policy.max_deferrals) * u64::from(nylas_sync::queue::MAX_DELAY_S);
+    assert!(
+        shortest * 86_400 >= longest_message + deferrals,
+        "payloads kept {shortest} days, messages up to {longest_message} s + {deferrals} s"
+    );
+}
+
+#[test]
 fn the_consumer_may_defer_a_record_to_its_own_queue() {
     // Lossless issue, defect 12: a rate-limited record is re-sent to the notifications queue
     // with a delay instead of spending its receives.
