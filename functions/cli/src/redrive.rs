@@ -4,7 +4,9 @@
 //!
 //! A claim-checked notification whose S3 payload is gone is reported: moved if its attributes
 //! name the object (the consumer fetches it from Nylas), left in the DLQ otherwise (nothing could
-//! process it: the grant's next reconcile repairs the object).
+//! process it: the grant's next reconcile repairs the object). A payload that is there is copied
+//! onto itself before its message moves, which restarts its lifecycle: the redriven message
+//! starts a new life, and its payload must outlive it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -171,6 +173,27 @@ async fn payload_gone(aws: &Aws, m: &Message) -> PayloadGone {
     } else {
         PayloadGone::Unrecoverable
     }
+}
+
+/// Copies a claim-checked payload onto itself, so the bucket's lifecycle counts its days from now.
+async fn renew_payload(aws: &Aws, m: &Message) -> Option<&'static str> {
+    let check = ClaimCheck::from_message_body(m.body()?)?;
+    // `x-amz-copy-source` is URL-encoded; keys hold `[A-Za-z0-9._%-]` and `/` only.
+    let source = format!("{}/{}", check.bucket, check.key.replace('%', "%25"));
+    let renewed = aws
+        .s3
+        .copy_object()
+        .bucket(&check.bucket)
+        .key(&check.key)
+        .copy_source(source)
+        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+        .content_type("application/json")
+        .send()
+        .await;
+    Some(match renewed {
+        Ok(_) => " [payload renewed]",
+        Err(_) => " [payload could not be renewed: it expires on its first schedule]",
+    })
 }
 
 const GONE_RECOVERABLE: &str =
@@ -344,7 +367,13 @@ pub async fn run(aws: &Aws, queues: &[String], dry_run: bool) -> Result<(), Stri
             for m in fresh {
                 let id = m.message_id().unwrap_or_default().to_string();
                 match payload_gone(aws, &m).await {
-                    PayloadGone::No => movable.push(m),
+                    PayloadGone::No if dry_run => movable.push(m),
+                    PayloadGone::No => {
+                        if let Some(note) = renew_payload(aws, &m).await {
+                            notes.insert(id, note);
+                        }
+                        movable.push(m);
+                    }
                     PayloadGone::Recoverable => {
                         notes.insert(id, GONE_RECOVERABLE);
                         movable.push(m);

@@ -764,7 +764,7 @@ async fn redrive_reports_claim_checks_whose_payload_is_gone_and_skips_what_nothi
     aws.s3
         .put_object()
         .bucket(&bucket)
-        .key("notifications/kept.json")
+        .key("notifications/n%3Akept.json")
         .body(
             message_created("n-kept", "g-1", "m-1", 10)
                 .into_bytes()
@@ -796,7 +796,7 @@ async fn redrive_reports_claim_checks_whose_payload_is_gone_and_skips_what_nothi
         a
     };
     send(
-        check("notifications/kept.json"),
+        check("notifications/n%3Akept.json"),
         attrs("n-kept", Some("m-1")),
     )
     .await
@@ -845,6 +845,12 @@ async fn redrive_reports_claim_checks_whose_payload_is_gone_and_skips_what_nothi
 
     let run = cli(&["redrive"], &env).await;
     assert!(run.ok, "{}", run.stderr);
+    // The payload still there is renewed: its lifecycle restarts with the message's new life.
+    assert!(
+        line(&run.stdout, "n-kept").contains("payload renewed"),
+        "{}",
+        run.stdout
+    );
     assert!(
         run.stdout.contains("2 message(s) moved to")
             && run.stdout.contains("1 skipped (payload gone)"),

@@ -492,12 +492,13 @@ fn a_claim_checked_payload_outlives_every_message_that_points_to_it() {
     let param = &cfn()["Parameters"]["PayloadRetentionDays"];
     let days = |v: &Value| v.as_u64().or_else(|| v.as_str()?.parse().ok()).unwrap();
     let shortest = days(&param["MinValue"]).min(days(&param["Default"]));
-    // A message lives in the notifications queue, then its DLQ, both counted from its first
-    // enqueue; the consumer's deferrals re-send it (8 x 15 min by default).
+    // A message's DLQ stay ends its retention after its enqueue; a rate-limited record's deferred
+    // copy is a new message, sent while the original was still in the queue (up to the queue's
+    // retention after it), and the deferrals add 8 x 15 min by default.
     let queue = &resources()["NotificationsQueue"]["Properties"];
     let dlq = target(&queue["RedrivePolicy"]["deadLetterTargetArn"]);
     let retention = |q: &Value| q["MessageRetentionPeriod"].as_u64().unwrap_or(345_600);
-    let longest_message = retention(queue).max(retention(&resources()[dlq]["Properties"]));
+    let longest_message = retention(queue) + retention(&resources()[dlq]["Properties"]);
     let policy = nylas_sync::queue::RedeliveryPolicy::default();
     let deferrals = u64::from(policy.max_deferrals) * u64::from(nylas_sync::queue::MAX_DELAY_S);
     assert!(
