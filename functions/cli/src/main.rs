@@ -128,6 +128,7 @@ enum Command {
 /// AWS clients, built once.
 pub struct Aws {
     pub sqs: aws_sdk_sqs::Client,
+    pub s3: aws_sdk_s3::Client,
     pub ddb: aws_sdk_dynamodb::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
 }
@@ -137,6 +138,7 @@ impl Aws {
         let sdk = nylas_sync::aws::sdk_config(nylas_sync::aws::AwsTimeouts::BACKGROUND).await;
         Self {
             sqs: nylas_sync::aws::sqs_client(&sdk),
+            s3: nylas_sync::aws::s3_client(&sdk),
             ddb: aws_sdk_dynamodb::Client::new(&sdk),
             secrets: aws_sdk_secretsmanager::Client::new(&sdk),
         }

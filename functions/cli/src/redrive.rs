@@ -1,6 +1,12 @@
 //! `redrive`: moves dead letters back to the queue they came from (same body, same message
 //! attributes), printing what each held (type, notification id, grant; never the body). A
 //! message is deleted from the DLQ only after its source queue accepted the copy.
+//!
+//! A claim-checked notification whose S3 payload is gone is reported: moved if its attributes
+//! name the object (the consumer fetches it from Nylas), left in the DLQ otherwise (nothing could
+//! process it: the grant's next reconcile repairs the object). A payload that is there is copied
+//! onto itself before its message moves, which restarts its lifecycle: the redriven message
+//! starts a new life, and its payload must outlive it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -9,7 +15,7 @@ use aws_sdk_sqs::types::{
     MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
 use nylas_sync::jobs::ReconcileJob;
-use nylas_sync::queue::{attr, ClaimCheck};
+use nylas_sync::queue::{attr, stand_in_trigger, ClaimCheck};
 use serde_json::Value;
 
 use crate::Aws;
@@ -128,6 +134,72 @@ pub fn describe(m: &Message) -> String {
     format!("unrecognised message ({} bytes{receives})", body.len())
 }
 
+/// Whether a message's claim-checked payload is gone from S3, and if so whether its attributes
+/// still name an object the consumer can fetch instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PayloadGone {
+    No,
+    Recoverable,
+    Unrecoverable,
+}
+
+async fn payload_gone(aws: &Aws, m: &Message) -> PayloadGone {
+    let Some(check) = ClaimCheck::from_message_body(m.body().unwrap_or_default()) else {
+        return PayloadGone::No;
+    };
+    match aws
+        .s3
+        .head_object()
+        .bucket(&check.bucket)
+        .key(&check.key)
+        .send()
+        .await
+    {
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
+        // Present, or unknown (no permission, S3 down): moved as before.
+        _ => return PayloadGone::No,
+    }
+    let attribute = |name: &str| {
+        m.message_attributes()
+            .and_then(|a| a.get(name))
+            .and_then(|v| v.string_value())
+            .filter(|v| !v.trim().is_empty())
+    };
+    let names_object = attribute(attr::TYPE).and_then(stand_in_trigger).is_some()
+        && attribute(attr::GRANT_ID).is_some()
+        && attribute(attr::OBJECT_ID).is_some();
+    if names_object {
+        PayloadGone::Recoverable
+    } else {
+        PayloadGone::Unrecoverable
+    }
+}
+
+/// Copies a claim-checked payload onto itself, so the bucket's lifecycle counts its days from now.
+async fn renew_payload(aws: &Aws, m: &Message) -> Option<&'static str> {
+    let check = ClaimCheck::from_message_body(m.body()?)?;
+    // `x-amz-copy-source` is URL-encoded; keys hold `[A-Za-z0-9._%-]` and `/` only.
+    let source = format!("{}/{}", check.bucket, check.key.replace('%', "%25"));
+    let renewed = aws
+        .s3
+        .copy_object()
+        .bucket(&check.bucket)
+        .key(&check.key)
+        .copy_source(source)
+        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+        .content_type("application/json")
+        .send()
+        .await;
+    Some(match renewed {
+        Ok(_) => " [payload renewed]",
+        Err(_) => " [payload could not be renewed: it expires on its first schedule]",
+    })
+}
+
+const GONE_RECOVERABLE: &str =
+    " [payload gone from S3: the consumer will fetch the object from Nylas]";
+const GONE_SKIPPED: &str = " [payload gone from S3 and nothing names the object: left in the DLQ; the grant's next reconcile repairs it]";
+
 async fn depth(aws: &Aws, queue: &str) -> u64 {
     aws.sqs
         .get_queue_attributes()
@@ -170,6 +242,7 @@ async fn move_batch(
     dlq: &str,
     source: &str,
     batch: &[Message],
+    notes: &HashMap<String, &'static str>,
 ) -> Result<(Vec<String>, Vec<String>), String> {
     let mut entries = Vec::new();
     for (i, m) in batch.iter().enumerate() {
@@ -224,10 +297,14 @@ async fn move_batch(
     }
     let (mut moved, mut failed) = (Vec::new(), Vec::new());
     for (i, m) in batch.iter().enumerate() {
+        let note = notes
+            .get(m.message_id().unwrap_or_default())
+            .copied()
+            .unwrap_or_default();
         if ok.contains(&i) {
-            moved.push(describe(m));
+            moved.push(format!("{}{note}", describe(m)));
         } else {
-            failed.push(describe(m));
+            failed.push(format!("{}{note}", describe(m)));
         }
     }
     Ok((moved, failed))
@@ -274,6 +351,7 @@ pub async fn run(aws: &Aws, queues: &[String], dry_run: bool) -> Result<(), Stri
         let mut seen: HashSet<String> = HashSet::new();
         let mut held: Vec<Message> = Vec::new();
         let mut count = 0usize;
+        let mut skipped = 0usize;
         loop {
             let batch = receive(aws, &dlq).await?;
             let fresh: Vec<Message> = batch
@@ -283,12 +361,43 @@ pub async fn run(aws: &Aws, queues: &[String], dry_run: bool) -> Result<(), Stri
             if fresh.is_empty() {
                 break;
             }
+            let mut notes: HashMap<String, &'static str> = HashMap::new();
+            let mut movable = Vec::new();
+            let mut left = Vec::new();
+            for m in fresh {
+                let id = m.message_id().unwrap_or_default().to_string();
+                match payload_gone(aws, &m).await {
+                    PayloadGone::No if dry_run => movable.push(m),
+                    PayloadGone::No => {
+                        if let Some(note) = renew_payload(aws, &m).await {
+                            notes.insert(id, note);
+                        }
+                        movable.push(m);
+                    }
+                    PayloadGone::Recoverable => {
+                        notes.insert(id, GONE_RECOVERABLE);
+                        movable.push(m);
+                    }
+                    PayloadGone::Unrecoverable => left.push(m),
+                }
+            }
             let (done, failed) = if dry_run {
-                let d = fresh.iter().map(describe).collect();
-                held.extend(fresh);
+                let d = movable
+                    .iter()
+                    .map(|m| {
+                        let note = notes
+                            .get(m.message_id().unwrap_or_default())
+                            .copied()
+                            .unwrap_or_default();
+                        format!("{}{note}", describe(m))
+                    })
+                    .collect();
+                held.extend(movable);
                 (d, Vec::new())
+            } else if movable.is_empty() {
+                (Vec::new(), Vec::new())
             } else {
-                move_batch(aws, &dlq, &source, &fresh).await?
+                move_batch(aws, &dlq, &source, &movable, &notes).await?
             };
             bar.suspend(|| {
                 for d in &done {
@@ -297,7 +406,12 @@ pub async fn run(aws: &Aws, queues: &[String], dry_run: bool) -> Result<(), Stri
                 for d in &failed {
                     println!("NOT moved {from} -> {to}: {d}");
                 }
+                for m in &left {
+                    println!("skipped {from}: {}{GONE_SKIPPED}", describe(m));
+                }
             });
+            skipped += left.len();
+            held.extend(left);
             count += done.len();
             failures += failed.len();
             if count as u64 > bar.length().unwrap_or(0) {
@@ -306,10 +420,14 @@ pub async fn run(aws: &Aws, queues: &[String], dry_run: bool) -> Result<(), Stri
             bar.set_position(count as u64);
         }
         bar.finish_and_clear();
-        if dry_run {
-            release(aws, &dlq, &held).await;
-        }
-        println!("{from}: {count} message(s) {verb} to {to}");
+        // Dry-run messages and skipped ones are visible again at once.
+        release(aws, &dlq, &held).await;
+        let skipped = if skipped > 0 {
+            format!("; {skipped} skipped (payload gone)")
+        } else {
+            String::new()
+        };
+        println!("{from}: {count} message(s) {verb} to {to}{skipped}");
     }
     if failures > 0 {
         return Err(format!(

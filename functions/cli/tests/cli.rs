@@ -109,7 +109,7 @@ async fn destinations(emu: &Emulator) -> Vec<Value> {
 
 /// The real ingest, configured from Secrets Manager, served over HTTP as API Gateway would.
 struct ServedIngest {
-    ingest: Arc<Ingest<nylas_sync::queue::SqsNotificationSink>>,
+    ingest: Arc<Ingest<nylas_sync::sqs_queue::SqsNotificationSink>>,
     url: String,
     queue_url: String,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -750,5 +750,127 @@ async fn redrive_reports_each_dead_letter_and_moves_it_back_with_its_attributes(
         run.stderr.contains("NOTIFICATIONS_DLQ_URL"),
         "{}",
         run.stderr
+    );
+}
+
+#[tokio::test]
+async fn redrive_reports_claim_checks_whose_payload_is_gone_and_skips_what_nothing_can_recover() {
+    // Lossless issue, defect 17: redrive gave a claim check whose payload had expired a fresh
+    // life, with nothing saying it could never be read.
+    let aws = Aws::connect().await;
+    let (notifications, dlq) = aws.create_queue_with("notifications", 30, Some(3)).await;
+    let dlq = dlq.unwrap();
+    let bucket = aws.create_bucket("payloads").await;
+    aws.s3
+        .put_object()
+        .bucket(&bucket)
+        .key("notifications/n%3Akept.json")
+        .body(
+            message_created("n-kept", "g-1", "m-1", 10)
+                .into_bytes()
+                .into(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let check = |key: &str| {
+        json!({"claim_check": {"bucket": bucket, "key": key, "bytes": 300_000}}).to_string()
+    };
+    let send = |body: String, attrs: Vec<(&'static str, String)>| {
+        let mut req = aws.sqs.send_message().queue_url(&dlq).message_body(body);
+        for (k, v) in attrs {
+            req = req.message_attributes(k, string_attr(&v));
+        }
+        req.send()
+    };
+    let attrs = |id: &str, object: Option<&str>| {
+        let mut a = vec![
+            ("nylas_type", "message.created".to_string()),
+            ("notification_id", id.to_string()),
+            ("grant_id", "g-1".to_string()),
+            ("payload", "s3".to_string()),
+        ];
+        if let Some(o) = object {
+            a.push(("object_id", o.to_string()));
+        }
+        a
+    };
+    send(
+        check("notifications/n%3Akept.json"),
+        attrs("n-kept", Some("m-1")),
+    )
+    .await
+    .unwrap();
+    send(
+        check("notifications/expired.json"),
+        attrs("n-expired", Some("m-2")),
+    )
+    .await
+    .unwrap();
+    send(
+        check("notifications/nameless.json"),
+        attrs("n-nameless", None),
+    )
+    .await
+    .unwrap();
+
+    let env = [
+        ("NOTIFICATIONS_DLQ_URL", dlq.as_str()),
+        ("NOTIFICATIONS_QUEUE_URL", notifications.as_str()),
+    ];
+    let run = cli(&["redrive", "--dry-run"], &env).await;
+    assert!(run.ok, "{}", run.stderr);
+    let line = |stdout: &str, id: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(&format!("id={id} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        line(&run.stdout, "n-expired").contains("would move")
+            && line(&run.stdout, "n-expired").contains("payload gone")
+            && line(&run.stdout, "n-expired").contains("fetch the object from Nylas"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        line(&run.stdout, "n-nameless").starts_with("skipped")
+            && line(&run.stdout, "n-nameless").contains("payload gone"),
+        "{}",
+        run.stdout
+    );
+    assert!(!line(&run.stdout, "n-kept").contains("payload gone"));
+    assert_eq!(aws.queue_depth(&dlq).await, (3, 0));
+
+    let run = cli(&["redrive"], &env).await;
+    assert!(run.ok, "{}", run.stderr);
+    // The payload still there is renewed: its lifecycle restarts with the message's new life.
+    assert!(
+        line(&run.stdout, "n-kept").contains("payload renewed"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("2 message(s) moved to")
+            && run.stdout.contains("1 skipped (payload gone)"),
+        "{}",
+        run.stdout
+    );
+    let moved: BTreeSet<String> = aws
+        .drain(&notifications)
+        .await
+        .iter()
+        .filter_map(|m| support::attribute(m, "notification_id"))
+        .collect();
+    assert_eq!(
+        moved,
+        BTreeSet::from(["n-kept".to_string(), "n-expired".to_string()])
+    );
+    let left = aws.drain(&dlq).await;
+    assert_eq!(left.len(), 1, "the unrecoverable one stays in the DLQ");
+    assert_eq!(
+        support::attribute(&left[0], "notification_id").as_deref(),
+        Some("n-nameless")
     );
 }

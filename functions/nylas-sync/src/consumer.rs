@@ -11,6 +11,11 @@
 //! resolution, so two different states in the same second cannot be ordered from the
 //! notifications: when a write loses to a different state of the same second, the consumer
 //! fetches the current object instead, which is always right.
+//!
+//! The queue's side of the protocol is not here: reading a record (a claim check's S3 payload
+//! included) and retrying a rate-limited one (deferred with a delay, or hidden) go through the
+//! [`NotificationSource`] port, whose rules are pure functions in [`crate::queue`]. A record
+//! whose claim-checked payload is gone is recovered from Nylas by the ids its attributes carry.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +35,8 @@ use crate::grants::{catch_up_after_reauth, GrantStatus, GrantStore, StatusChange
 use crate::jobs::{JobKind, JobQueue, ReconcileJob};
 use crate::notification::ObjectKind;
 use crate::nylas::{NylasClient, NylasError, Unauthorized};
-use crate::queue::ClaimCheck;
+use crate::queue::{stand_in_notification, NotificationSource, Payload, ReadError, Settled};
+use crate::sqs_queue::SqsNotificationSource;
 use crate::store::{ObjectRef, ObjectState, ObjectStore, PutOutcome, Source, StoreError, Version};
 use crate::versions;
 
@@ -118,6 +124,10 @@ pub struct ConsumerCounters {
     pub grant_changes: AtomicU64,
     pub skipped: AtomicU64,
     pub failed: AtomicU64,
+    /// Rate-limited records re-sent with a delay (acknowledged, not failed).
+    pub deferred: AtomicU64,
+    /// Claim-checked records whose S3 payload was gone, recovered from Nylas by their attributes.
+    pub claim_checks_expired: AtomicU64,
 }
 
 impl ConsumerCounters {
@@ -129,17 +139,17 @@ impl ConsumerCounters {
     }
 }
 
-pub struct Consumer {
+/// The consumer over a notification source `S` (the queue's side of the protocol: reading
+/// records, claim checks included, and retrying rate-limited ones; SQS + S3 in production).
+pub struct Consumer<S = SqsNotificationSource> {
     pub objects: ObjectStore,
     pub grants: GrantStore,
     pub jobs: JobQueue,
     pub nylas: NylasClient,
-    pub s3: aws_sdk_s3::Client,
-    pub sqs: aws_sdk_sqs::Client,
+    pub source: S,
     pub settings: ConsumerSettings,
     pub clock: Arc<dyn Clock>,
     pub counters: ConsumerCounters,
-    queue_urls: Mutex<HashMap<String, String>>,
     unknown_seen: Mutex<HashSet<String>>,
     /// Change-to-store lag of the writes since the last batch's metrics (seconds).
     lag_samples: Mutex<Vec<f64>>,
@@ -220,32 +230,33 @@ enum Parsed {
     Ignore,
 }
 
-impl Consumer {
+impl Consumer<SqsNotificationSource> {
     /// Reads the configuration contract and builds the clients once per cold start.
     pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let settings = ConsumerSettings::from_env(env)?;
+        let policy = crate::queue::RedeliveryPolicy::from_env(env)?;
         let b = crate::backend::SyncBackend::from_env(env).await?;
-        let (s3, sqs) = (aws::s3_client(&b.sdk), aws::sqs_client(&b.sdk));
+        let source =
+            SqsNotificationSource::new(aws::sqs_client(&b.sdk), aws::s3_client(&b.sdk), policy);
         Ok(Self::new(
             b.objects,
             b.grants,
             b.jobs,
             b.nylas,
-            s3,
-            sqs,
+            source,
             settings,
             Arc::new(SystemClock),
         ))
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
+impl<S: NotificationSource> Consumer<S> {
     pub fn new(
         objects: ObjectStore,
         grants: GrantStore,
         jobs: JobQueue,
         nylas: NylasClient,
-        s3: aws_sdk_s3::Client,
-        sqs: aws_sdk_sqs::Client,
+        source: S,
         settings: ConsumerSettings,
         clock: Arc<dyn Clock>,
     ) -> Self {
@@ -254,12 +265,10 @@ impl Consumer {
             grants,
             jobs,
             nylas,
-            s3,
-            sqs,
+            source,
             settings,
             clock,
             counters: ConsumerCounters::default(),
-            queue_urls: Mutex::new(HashMap::new()),
             unknown_seen: Mutex::new(HashSet::new()),
             lag_samples: Mutex::new(Vec::new()),
         }
@@ -379,15 +388,20 @@ impl Consumer {
             }
         }
 
-        // 5. Report failures; delay rate-limited records by their Retry-After.
+        // 5. Report failures; rate-limited records go back to the queue's side, which defers
+        //    them (acknowledged: a 429 burst costs no receive) or hides them.
         let mut response = SqsBatchResponse::default();
         for (id, f) in failures {
-            ConsumerCounters::add(&self.counters.failed, 1);
             match &f {
-                Failure::Retry(Some(delay), why) => {
-                    tracing::warn!(message_id = %id, delay_s = delay.as_secs(), reason = %why, "record delayed");
-                    if let Some(record) = by_id.get(&id) {
-                        self.delay(record, *delay).await;
+                Failure::Retry(Some(after), why) => {
+                    let settled = match by_id.get(&id) {
+                        Some(record) => self.source.retry_later(record, *after).await,
+                        None => Settled::Failed,
+                    };
+                    tracing::warn!(message_id = %id, retry_after_s = after.as_secs(), outcome = ?settled, reason = %why, "rate-limited record");
+                    if !settled.report_failed() {
+                        ConsumerCounters::add(&self.counters.deferred, 1);
+                        continue;
                     }
                 }
                 Failure::Retry(None, why) => {
@@ -397,6 +411,7 @@ impl Consumer {
                     tracing::error!(message_id = %id, reason = %why, "record cannot be processed")
                 }
             }
+            ConsumerCounters::add(&self.counters.failed, 1);
             let mut item = BatchItemFailure::default();
             item.item_identifier = id;
             response.batch_item_failures.push(item);
@@ -406,29 +421,28 @@ impl Consumer {
 
     async fn parse(&self, record: &SqsMessage) -> Result<Parsed, Failure> {
         let message_id = record.message_id.clone().unwrap_or_default();
-        let body = record.body.as_deref().unwrap_or_default();
-        let text = match ClaimCheck::from_message_body(body) {
-            Some(check) => {
-                let out = self
-                    .s3
-                    .get_object()
-                    .bucket(&check.bucket)
-                    .key(&check.key)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        Failure::Retry(None, aws_sdk_s3::error::DisplayErrorContext(e).to_string())
-                    })?;
-                let bytes = out
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| Failure::Retry(None, e.to_string()))?
-                    .into_bytes();
-                String::from_utf8(bytes.to_vec())
-                    .map_err(|_| Failure::Permanent("claim-checked payload is not UTF-8".into()))?
+        let text = match self.source.read(record).await {
+            Ok(Payload::Notification(text)) => text,
+            Ok(Payload::Gone(check)) => {
+                // The payload outlived its lifecycle (or was deleted): the attributes still name
+                // the object, so it is fetched from Nylas like a truncated notification.
+                ConsumerCounters::add(&self.counters.claim_checks_expired, 1);
+                let stand_in = stand_in_notification(record, self.clock.now_ms() / 1000);
+                tracing::warn!(
+                    message_id = %message_id,
+                    key = %check.key,
+                    recoverable = stand_in.is_some(),
+                    "claim-checked payload is gone: recovering the object from Nylas"
+                );
+                stand_in.ok_or_else(|| {
+                    self.unresolved(
+                        "claim-checked payload is gone and the message names no object to recover"
+                            .into(),
+                    )
+                })?
             }
-            None => body.to_string(),
+            Err(ReadError::Retry(why)) => return Err(Failure::Retry(None, why)),
+            Err(ReadError::Permanent(why)) => return Err(Failure::Permanent(why)),
         };
         let n: Notification = serde_json::from_str(&text).map_err(|e| {
             self.unresolved(format!(
@@ -866,59 +880,6 @@ impl Consumer {
         }
         Ok(())
     }
-
-    /// Hides a record for `delay` (SQS allows at most 12 hours), so the retry comes after Nylas's Retry-After.
-    async fn delay(&self, record: &SqsMessage, delay: Duration) {
-        let (Some(arn), Some(handle)) = (
-            record.event_source_arn.as_deref(),
-            record.receipt_handle.as_deref(),
-        ) else {
-            return;
-        };
-        let Some(url) = self.queue_url(arn).await else {
-            return;
-        };
-        let seconds = delay.as_secs().clamp(1, 43_200) as i32;
-        if let Err(e) = self
-            .sqs
-            .change_message_visibility()
-            .queue_url(url)
-            .receipt_handle(handle)
-            .visibility_timeout(seconds)
-            .send()
-            .await
-        {
-            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "could not delay record");
-        }
-    }
-
-    async fn queue_url(&self, arn: &str) -> Option<String> {
-        if let Some(u) = self
-            .queue_urls
-            .lock()
-            .ok()
-            .and_then(|m| m.get(arn).cloned())
-        {
-            return Some(u);
-        }
-        // arn:aws:sqs:<region>:<account>:<name>
-        let mut parts = arn.rsplitn(3, ':');
-        let name = parts.next()?;
-        let account = parts.next()?;
-        let out = self
-            .sqs
-            .get_queue_url()
-            .queue_name(name)
-            .queue_owner_aws_account_id(account)
-            .send()
-            .await
-            .ok()?;
-        let url = out.queue_url?;
-        if let Ok(mut m) = self.queue_urls.lock() {
-            m.insert(arn.to_string(), url.clone());
-        }
-        Some(url)
-    }
 }
 
 /// How long after a grant's deletion its second purge runs: longer than any write that was in
@@ -943,12 +904,12 @@ fn clone_failure(f: &Failure) -> Failure {
 /// The consumer's counters at the start of a batch, so that its metrics are the batch's own
 /// (the counters run since the cold start; a Lambda instance handles one batch at a time).
 pub(crate) struct ConsumerBaseline {
-    counts: [u64; 8],
+    counts: [u64; 10],
     calls: std::collections::BTreeMap<String, u64>,
 }
 
 impl ConsumerBaseline {
-    fn counts(c: &ConsumerCounters) -> [u64; 8] {
+    fn counts(c: &ConsumerCounters) -> [u64; 10] {
         use ConsumerCounters as C;
         [
             C::get(&c.records),
@@ -959,6 +920,8 @@ impl ConsumerBaseline {
             C::get(&c.unknown),
             C::get(&c.failed),
             C::get(&c.unresolved),
+            C::get(&c.deferred),
+            C::get(&c.claim_checks_expired),
         ]
     }
 
@@ -986,7 +949,9 @@ impl ConsumerBaseline {
             .count(crate::metrics::names::FETCHES_AVOIDED, delta(4))
             .count(crate::metrics::names::UNKNOWN_TYPES, delta(5))
             .count(crate::metrics::names::RECORD_FAILURES, delta(6))
-            .count(crate::metrics::names::NOTIFICATIONS_UNRESOLVED, delta(7));
+            .count(crate::metrics::names::NOTIFICATIONS_UNRESOLVED, delta(7))
+            .count(crate::metrics::names::RECORDS_DEFERRED, delta(8))
+            .count(crate::metrics::names::CLAIM_CHECKS_EXPIRED, delta(9));
         for (key, n) in calls.snapshot() {
             let n = n.saturating_sub(self.calls.get(&key).copied().unwrap_or(0));
             if let (Some((endpoint, status)), true) = (key.split_once(' '), n > 0) {

@@ -1,6 +1,6 @@
 //! The AWS requests that make one verified notification durable, built without sending them:
 //! one SQS `SendMessage` (the body inline, or a claim check pointing at S3) and, for a body too
-//! large for SQS, the S3 `PutObject` that goes first. [`crate::queue::SqsNotificationSink`]
+//! large for SQS, the S3 `PutObject` that goes first. [`crate::sqs_queue::SqsNotificationSink`]
 //! sends what [`build`] returns; the benchmarks measure the ingest's CPU up to these requests.
 //!
 //! Building touches the body twice at most, without copying it: once for its length and once
@@ -87,7 +87,7 @@ fn payload_key(routing: &Routing<'_>) -> String {
     key
 }
 
-/// Builds the requests that [`crate::queue::SqsNotificationSink`] sends for `body`.
+/// Builds the requests that [`crate::sqs_queue::SqsNotificationSink`] sends for `body`.
 pub fn build(
     destination: &Destination,
     routing: &Routing<'_>,

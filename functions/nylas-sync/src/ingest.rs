@@ -12,12 +12,14 @@ use lambda_http::{Body, Request, RequestExt, Response};
 
 use crate::aws::{self, AwsTimeouts};
 use crate::config::{ConfigError, Env, IngestLimits, Secrets};
+use crate::enqueue_request::Destination;
 use crate::metrics::{names, Emf};
 use crate::notification::{parse_routing, Routing};
 use crate::proxy_event::{ProxyEvent, ProxyResponse};
-use crate::queue::{Destination, NotificationSink, Placement, SqsNotificationSink};
+use crate::queue::{NotificationSink, Placement};
 use crate::secrets::{self, SecretsManagerSource, Verdict, WebhookSecrets};
 use crate::signature::SignatureError;
+use crate::sqs_queue::SqsNotificationSink;
 
 /// Longest challenge echoed back, in bytes.
 pub const MAX_CHALLENGE_BYTES: usize = 1024;

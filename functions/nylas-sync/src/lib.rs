@@ -20,8 +20,9 @@
 //! queue's messages), [`contract`] (the configuration each function reads).
 //!
 //! **Adapters**, one per outside system: [`store`] (objects table and bucket), [`grants`]
-//! (grants table), [`queue`] and [`enqueue_request`] (the notifications queue and its claim
-//! checks), [`nylas`] (the REST client), [`secrets`].
+//! (grants table), [`queue`] (the notifications queue's protocol: attributes, claim checks, the
+//! rules for a record that must wait), [`sqs_queue`] (its SQS and S3 side), [`enqueue_request`]
+//! (the ingest's requests), [`nylas`] (the REST client), [`secrets`].
 //!
 //! **Plumbing**: [`config`], [`backend`] (what the consumer and the reconciler build from the
 //! same configuration), [`aws`], [`tls`], [`clock`], [`metrics`] (EMF), [`telemetry`] (logs).
@@ -48,6 +49,7 @@ pub mod grants;
 pub mod nylas;
 pub mod queue;
 pub mod secrets;
+pub mod sqs_queue;
 pub mod store;
 
 // Plumbing.

@@ -56,6 +56,10 @@ pub mod names {
     /// null `calendar_id` the store cannot resolve): parked in the DLQ, repaired by reconciliation.
     pub const NOTIFICATIONS_UNRESOLVED: &str = "NotificationsUnresolved";
     pub const RECORD_FAILURES: &str = "RecordFailures";
+    /// Rate-limited records re-sent to the queue with a delay (acknowledged, not failed).
+    pub const RECORDS_DEFERRED: &str = "RecordsDeferred";
+    /// Claim-checked records whose S3 payload was gone: recovered from Nylas by their attributes.
+    pub const CLAIM_CHECKS_EXPIRED: &str = "ClaimChecksExpired";
 
     /// Every name above, for the tests that hold the README to the code.
     pub const ALL: &[&str] = &[
@@ -74,6 +78,8 @@ pub mod names {
         UNKNOWN_TYPES,
         NOTIFICATIONS_UNRESOLVED,
         RECORD_FAILURES,
+        RECORDS_DEFERRED,
+        CLAIM_CHECKS_EXPIRED,
     ];
 }
 

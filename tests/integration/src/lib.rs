@@ -389,6 +389,24 @@ impl Aws {
         (url, dlq_url)
     }
 
+    /// Messages sent with a delay that has not passed yet (a deferred record's copy).
+    pub async fn delayed(&self, queue_url: &str) -> u64 {
+        self.sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes
+            .and_then(|a| {
+                a.get(&QueueAttributeName::ApproximateNumberOfMessagesDelayed)?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    }
+
     /// Visible plus in-flight messages.
     pub async fn queue_depth(&self, queue_url: &str) -> (u64, u64) {
         let out = self
@@ -594,7 +612,9 @@ impl Pipeline {
                 .into_iter()
                 .map(|r| r.expect("poll").received)
                 .sum();
-            if received == 0 && self.aws.queue_depth(&self.notifications.queue_url).await == (0, 0)
+            if received == 0
+                && self.aws.queue_depth(&self.notifications.queue_url).await == (0, 0)
+                && self.aws.delayed(&self.notifications.queue_url).await == 0
             {
                 return;
             }

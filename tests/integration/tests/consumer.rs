@@ -2,9 +2,13 @@
 //! → SQS → consumer → DynamoDB (or straight onto the queue where a test needs exact control), and
 //! the store is compared with the emulator's truth.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use nylas_emulator::{EmulatorConfig, EventChange, Faults, MessageChange, MessageSpec};
+use nylas_emulator::{
+    EmulatorConfig, EventChange, FaultWindow, Faults, MessageChange, MessageSpec,
+};
 use nylas_sync::consumer::ConsumerCounters;
 use nylas_sync::grants::GrantStatus;
 use nylas_sync::jobs::{JobKind, ReconcileJob};
@@ -341,53 +345,109 @@ async fn a_fetch_that_answers_404_writes_a_tombstone() {
     );
 }
 
-#[tokio::test]
-async fn a_429_delays_the_record_by_its_retry_after_and_it_succeeds_later() {
-    // A long visibility timeout: the record can only come back early through ChangeMessageVisibility.
-    let p = Pipeline::start(PipelineOptions {
-        visibility_s: 120,
+/// Options for the 429 tests: a consumer whose rate-limit backoff starts at 1 s (30 s in
+/// production), so that deferrals fit a test.
+fn quick_backoff(visibility_s: u32, max_receives: u32) -> PipelineOptions {
+    let mut options = PipelineOptions {
+        visibility_s,
+        max_receives,
         ..fast_clock()
-    })
-    .await;
+    };
+    options
+        .consumer
+        .push(("RATE_LIMIT_BACKOFF_SECONDS", "1".into()));
+    options
+}
+
+/// Runs one batch like `Pipeline::run_batch`, returning the records' SQS attributes and message
+/// attributes (name → value) too.
+async fn run_batch_seeing_attributes(
+    p: &Pipeline,
+) -> Vec<(String, HashMap<String, String>, HashMap<String, String>)> {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (consumer, log) = (Arc::clone(&p.consumer), Arc::clone(&seen));
+    p.notifications
+        .poll_once(1, |event| async move {
+            let records = event
+                .records
+                .iter()
+                .map(|r| {
+                    let attrs = r
+                        .message_attributes
+                        .iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.string_value.clone()?)))
+                        .collect();
+                    (
+                        r.body.clone().unwrap_or_default(),
+                        r.attributes.clone(),
+                        attrs,
+                    )
+                })
+                .collect();
+            *log.lock().unwrap() = records;
+            consumer.handle(event).await
+        })
+        .await
+        .expect("poll");
+    let out = seen.lock().unwrap().clone();
+    out
+}
+
+#[tokio::test]
+async fn a_429_defers_the_record_by_its_retry_after_without_spending_a_receive() {
+    let p = Pipeline::start(quick_backoff(2, 5)).await;
     let g = p.grant();
     p.emulator.set_silent(true);
     let m = p.emulator.create_message(&g, MessageSpec::default());
     p.emulator.set_faults(Faults {
         api_429_probability: 1.0,
-        retry_after_secs: Some(2),
+        retry_after_secs: Some(4),
         ..Faults::default()
     });
     let mut truncated = m.clone();
     truncated.as_object_mut().unwrap().remove("body");
-    let ids = p
-        .enqueue_raw(&[notification(
-            "message.created.truncated",
-            1_800_000_400,
-            &truncated,
-        )])
-        .await;
-    let (_, failed) = p.run_batch().await;
-    assert_eq!(failed, ids, "the rate-limited record is reported failed");
+    let body = notification("message.created.truncated", 1_800_000_400, &truncated);
+    p.enqueue_raw(std::slice::from_ref(&body)).await;
+    let (received, failed) = p.run_batch().await;
+    let deferred_at = tokio::time::Instant::now();
+    assert_eq!(received.len(), 1);
+    assert!(failed.is_empty(), "a deferred record is acknowledged");
+    assert_eq!(ConsumerCounters::get(&p.consumer.counters.deferred), 1);
     assert!(p.stored(&g, &message(&id_of(&m))).await.is_none());
     assert_eq!(
-        p.aws.queue_depth(&p.notifications.queue_url).await,
-        (0, 1),
-        "hidden, not lost"
+        (
+            p.aws.queue_depth(&p.notifications.queue_url).await,
+            p.aws.delayed(&p.notifications.queue_url).await
+        ),
+        ((0, 0), 1),
+        "a delayed copy waits in the queue: not lost"
     );
 
     p.emulator.set_faults(Faults::default());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (received, failed) = p.run_batch().await;
-        if !received.is_empty() {
-            assert!(failed.is_empty());
-            break;
+    let back = loop {
+        let batch = run_batch_seeing_attributes(&p).await;
+        if !batch.is_empty() {
+            break batch;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the delayed record never came back"
+            "the deferred record never came back"
         );
-    }
+    };
+    assert!(
+        deferred_at.elapsed() >= Duration::from_millis(3_500),
+        "back after {:?}, before its Retry-After",
+        deferred_at.elapsed()
+    );
+    let (copy, sqs_attrs, attrs) = &back[0];
+    assert_eq!(copy, &body, "the same notification");
+    assert_eq!(attrs.get("deferrals").map(String::as_str), Some("1"));
+    assert_eq!(
+        sqs_attrs.get("ApproximateReceiveCount").map(String::as_str),
+        Some("1"),
+        "the wait spent no receive"
+    );
     assert_eq!(
         p.stored(&g, &message(&id_of(&m)))
             .await
@@ -396,6 +456,170 @@ async fn a_429_delays_the_record_by_its_retry_after_and_it_succeeds_later() {
             .as_ref(),
         Some(&m)
     );
+}
+
+#[tokio::test]
+async fn a_short_429_burst_sends_nothing_to_the_dlq_and_every_record_is_stored_after_it() {
+    // Lossless issue, defect 12: each 429 hid its record for Retry-After (1 s, shorter than the
+    // queue's own retry) and counted a receive, so three receives within ~3 s sent every record
+    // of an 8 s burst to the DLQ.
+    let p = Pipeline::start(quick_backoff(2, 3)).await;
+    let g = p.grant();
+    p.emulator.set_silent(true);
+    let messages: Vec<_> = (0..5)
+        .map(|_| p.emulator.create_message(&g, MessageSpec::default()))
+        .collect();
+    // 400 emulated seconds at 50x: an 8 s storm of 429s with Retry-After 1 s.
+    p.emulator.set_faults(Faults {
+        api_429_windows: vec![FaultWindow::starting_at(
+            p.emulator.now(),
+            Duration::from_secs(400),
+        )],
+        retry_after_secs: Some(1),
+        ..Faults::default()
+    });
+    let t = p.emulator.now();
+    let bodies: Vec<String> = messages
+        .iter()
+        .map(|m| {
+            let mut truncated = m.clone();
+            truncated.as_object_mut().unwrap().remove("body");
+            notification("message.created.truncated", t, &truncated)
+        })
+        .collect();
+    p.enqueue_raw(&bodies).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        p.run_batch().await;
+        let dead = p.aws.queue_depth(&p.notifications_dlq).await;
+        assert_eq!(
+            dead,
+            (0, 0),
+            "records reached the DLQ during a short 429 burst"
+        );
+        let mut stored = 0;
+        for m in &messages {
+            if p.stored(&g, &message(&id_of(m))).await.is_some() {
+                stored += 1;
+            }
+        }
+        if stored == messages.len() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{stored} of {} stored; counters {:?}",
+            messages.len(),
+            p.consumer.counters
+        );
+    }
+    assert!(p
+        .consumer
+        .nylas
+        .calls
+        .snapshot()
+        .contains_key("messages.get 429"));
+    assert!(ConsumerCounters::get(&p.consumer.counters.deferred) >= 5);
+    assert!(p.aws.drain(&p.notifications_dlq).await.is_empty());
+    assert_eq!(p.diff_against_truth(false).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_claim_check_whose_payload_expired_is_recovered_from_nylas_and_counted() {
+    // Lossless issue, defect 17: a claim check whose S3 object was gone was retried until the
+    // DLQ, with nothing saying why.
+    let p = Pipeline::start(fast_clock()).await;
+    let g = p.grant();
+    let m = p.emulator.create_message(
+        &g,
+        MessageSpec {
+            body_size: Some(900_000),
+            ..Default::default()
+        },
+    );
+    assert!(p.emulator.wait_for_deliveries_idle(SETTLE).await);
+    // The payload expires before the consumer runs.
+    let payloads: Vec<String> = p
+        .aws
+        .keys(&p.bucket)
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("notifications/"))
+        .collect();
+    assert_eq!(payloads.len(), 1, "claim-checked: {payloads:?}");
+    p.aws
+        .s3
+        .delete_object()
+        .bucket(&p.bucket)
+        .key(&payloads[0])
+        .send()
+        .await
+        .expect("delete payload");
+
+    let ((received, failed), lines) = nylas_sync::metrics::capture(p.run_batch()).await;
+    assert_eq!((received.len(), failed.len()), (1, 0));
+    let expired: f64 = lines
+        .iter()
+        .flat_map(|l| nylas_sync::metrics::validate_line(l).expect("EMF"))
+        .filter(|m| m.name == "ClaimChecksExpired")
+        .flat_map(|m| m.values)
+        .sum();
+    assert_eq!(expired, 1.0, "{lines:?}");
+    assert_eq!(
+        ConsumerCounters::get(&p.consumer.counters.claim_checks_expired),
+        1
+    );
+    assert_eq!(
+        p.consumer.nylas.calls.snapshot().get("messages.get 200"),
+        Some(&1),
+        "the object fetched from Nylas by the ids the message carries"
+    );
+    let stored = p.stored(&g, &message(&id_of(&m))).await.expect("stored");
+    assert_eq!(stored.object.as_ref(), Some(&m));
+    assert_eq!(stored.source, "fetch");
+    assert!(p.aws.drain(&p.notifications_dlq).await.is_empty());
+
+    // A delete whose payload is gone is written as a tombstone.
+    p.emulator.set_silent(true);
+    let gone = id_of(&p.emulator.create_message(&g, MessageSpec::default()));
+    p.emulator.delete_message(&g, &gone);
+    let key = "notifications/gone.json";
+    let check =
+        serde_json::json!({"claim_check": {"bucket": p.bucket, "key": key, "bytes": 300_000}});
+    let attr = |v: &str| {
+        aws_sdk_sqs::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(v)
+            .build()
+            .unwrap()
+    };
+    p.aws
+        .sqs
+        .send_message()
+        .queue_url(&p.notifications.queue_url)
+        .message_body(check.to_string())
+        .message_attributes("nylas_type", attr("message.deleted"))
+        .message_attributes("notification_id", attr("n-gone"))
+        .message_attributes("grant_id", attr(&g))
+        .message_attributes("object_id", attr(&gone))
+        .message_attributes("payload", attr("s3"))
+        .send()
+        .await
+        .expect("send");
+    let (_, failed) = p.run_batch().await;
+    assert!(failed.is_empty());
+    assert!(
+        p.stored(&g, &message(&gone))
+            .await
+            .expect("tombstone")
+            .deleted
+    );
+    assert_eq!(
+        ConsumerCounters::get(&p.consumer.counters.claim_checks_expired),
+        2
+    );
+    assert_eq!(p.diff_against_truth(false).await, Vec::<String>::new());
 }
 
 #[tokio::test]

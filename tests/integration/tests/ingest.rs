@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use nylas_sync::config::{IngestLimits, WebhookSecret};
+use nylas_sync::enqueue_request::Destination;
 use nylas_sync::ingest::Ingest;
-use nylas_sync::queue::{attr, ClaimCheck, Destination, SqsNotificationSink};
+use nylas_sync::queue::{attr, ClaimCheck};
+use nylas_sync::sqs_queue::SqsNotificationSink;
 use support::*;
 
 struct Fixture {

@@ -8,7 +8,7 @@ use nylas_sync::ingest::Ingest;
 use nylas_sync::jobs::{JobKind, ReconcileJob};
 use nylas_sync::notification::parse_routing;
 use nylas_sync::proxy_event::{ProxyEvent, ProxyResponse};
-use nylas_sync::queue::SqsNotificationSink;
+use nylas_sync::sqs_queue::SqsNotificationSink;
 use support::*;
 
 fn sample_bytes(name: &str) -> Vec<u8> {

@@ -508,6 +508,58 @@ fn the_objects_table_has_the_date_index_the_sweep_reads() {
         .any(|a| a["AttributeName"] == DATE_ATTRIBUTE && a["AttributeType"] == "N"));
 }
 
+#[test]
+fn a_claim_checked_payload_outlives_every_message_that_points_to_it() {
+    // Lossless issue, defect 17: payloads expired while their messages (in the DLQ) lived on.
+    let bucket = of_type("AWS::S3::Bucket")[0].1;
+    let rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+        .as_array()
+        .unwrap();
+    let rule = rules
+        .iter()
+        .find(|r| r["Prefix"] == "notifications/")
+        .expect("notifications/ expire");
+    assert_eq!(target(&rule["ExpirationInDays"]), "PayloadRetentionDays");
+    let param = &cfn()["Parameters"]["PayloadRetentionDays"];
+    let days = |v: &Value| v.as_u64().or_else(|| v.as_str()?.parse().ok()).unwrap();
+    let shortest = days(&param["MinValue"]).min(days(&param["Default"]));
+    // A message's DLQ stay ends its retention after its enqueue; a rate-limited record's deferred
+    // copy is a new message, sent while the original was still in the queue (up to the queue's
+    // retention after it), and the deferrals add 8 x 15 min by default.
+    let queue = &resources()["NotificationsQueue"]["Properties"];
+    let dlq = target(&queue["RedrivePolicy"]["deadLetterTargetArn"]);
+    let retention = |q: &Value| q["MessageRetentionPeriod"].as_u64().unwrap_or(345_600);
+    let longest_message = retention(queue) + retention(&resources()[dlq]["Properties"]);
+    let policy = nylas_sync::queue::RedeliveryPolicy::default();
+    let deferrals = u64::from(policy.max_deferrals) * u64::from(nylas_sync::queue::MAX_DELAY_S);
+    assert!(
+        shortest * 86_400 >= longest_message + deferrals,
+        "payloads kept {shortest} days, messages up to {longest_message} s + {deferrals} s"
+    );
+}
+
+#[test]
+fn the_consumer_may_defer_a_record_to_its_own_queue() {
+    // Lossless issue, defect 12: a rate-limited record is re-sent to the notifications queue
+    // with a delay instead of spending its receives.
+    let (_, consumer) = functions()["consumer"];
+    let role = &resources()[target(&consumer["Role"])]["Properties"];
+    let may_send_to_notifications = role["Policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap())
+        .any(|st| {
+            let actions = st["Action"]
+                .as_array()
+                .cloned()
+                .unwrap_or_else(|| vec![st["Action"].clone()]);
+            actions.iter().any(|a| a == "sqs:SendMessage")
+                && st["Resource"]["Fn::GetAtt"][0] == "NotificationsQueue"
+        });
+    assert!(may_send_to_notifications);
+}
+
 /// Deploys the template to moto (as `make dev` does), then checks what exists there with the
 /// AWS SDK, and cold-starts each function from the environment the template gives it.
 #[tokio::test]

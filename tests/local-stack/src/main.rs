@@ -14,8 +14,9 @@ use clap::Parser;
 use local_stack::scenario::{ScenarioConfig, ScenarioName};
 use nylas_sync::aws::{self, AwsTimeouts};
 use nylas_sync::ingest::Ingest;
-use nylas_sync::queue::{attr, ClaimCheck, SqsNotificationSink};
+use nylas_sync::queue::{attr, ClaimCheck};
 use nylas_sync::signature::sign;
+use nylas_sync::sqs_queue::SqsNotificationSink;
 
 #[derive(Parser, Debug)]
 #[command(
