@@ -112,7 +112,8 @@ impl NylasClient {
     ) -> Result<Self, NylasError> {
         let base = reqwest::Url::parse(base_uri)
             .map_err(|e| NylasError::Rejected(format!("NYLAS_API_URI is not a URL: {e}")))?;
-        let http = reqwest::Client::builder()
+        // The process's TLS configuration and root store (crate::tls), with this client's timeouts.
+        let http = crate::tls::http_builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.connect_timeout)
             .build()

@@ -1,11 +1,148 @@
-//! Where the TLS stack finds its trust anchors. The AWS SDK and the Nylas client (rustls, via
-//! `rustls-native-certs`) read the system's roots at client construction, once per cold start
-//! and per client. Left to probe, they read the PEM bundle *and* every file of the certificate
-//! directory (about 150 on Debian; on Amazon Linux 2023 the directory holds the bundle itself,
-//! read again): 2–5 ms of each cold start, for the same certificates. Pointing `SSL_CERT_FILE`
-//! at the one bundle reads it once (BENCHMARKS.md, cold start).
+//! The one TLS configuration and HTTP client of a process, and where they find their trust
+//! anchors.
+//!
+//! Every client of a function (the AWS SDK's, through [`crate::aws::sdk_http_client`], and the
+//! Nylas client) speaks HTTP/1.1 through reqwest with the same `rustls` configuration (aws-lc-rs):
+//! one crypto provider, one HTTP stack, one root store. The root store is built at the first TLS
+//! handshake, not at start: a cold start reads and parses no certificate, and a process that only
+//! talks plain HTTP (to a local emulator) never does. Left to themselves, the SDK built one store
+//! per client at construction and reqwest another (each a parse of ~150 roots).
+//!
+//! The roots come from the system bundle. Left to probe, `rustls-native-certs` reads the PEM
+//! bundle *and* every file of the certificate directory (about 150 on Debian; on Amazon Linux
+//! 2023 the directory holds the bundle itself, read again); pointing `SSL_CERT_FILE` at the one
+//! bundle reads it once (BENCHMARKS.md, cold start).
 
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// The process's TLS configuration (a clone shares its verifier and so its root store).
+pub fn client_config() -> ClientConfig {
+    static CONFIG: OnceLock<ClientConfig> = OnceLock::new();
+    CONFIG.get_or_init(new_client_config).clone()
+}
+
+fn new_client_config() -> ClientConfig {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = Arc::new(SystemRoots {
+        provider: Arc::clone(&provider),
+        verifier: OnceLock::new(),
+    });
+    // `with_protocol_versions` only fails for versions the provider lacks: aws-lc-rs has both.
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .unwrap_or_else(|e| panic!("aws-lc-rs supports TLS 1.2 and 1.3: {e}"))
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
+}
+
+/// A builder for a reqwest client on the process's TLS configuration.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().tls_backend_preconfigured(client_config())
+}
+
+/// The process's shared HTTP client (no timeouts of its own, no redirects), built at first use.
+pub fn http() -> reqwest::Client {
+    static HTTP: OnceLock<reqwest::Client> = OnceLock::new();
+    HTTP.get_or_init(|| {
+        http_builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_else(|e| panic!("the HTTP client cannot be built: {e}"))
+    })
+    .clone()
+}
+
+/// WebPKI verification against the system's roots, read and parsed at the first handshake.
+#[derive(Debug)]
+struct SystemRoots {
+    provider: Arc<CryptoProvider>,
+    verifier: OnceLock<Result<Arc<WebPkiServerVerifier>, String>>,
+}
+
+impl SystemRoots {
+    fn verifier(&self) -> Result<&Arc<WebPkiServerVerifier>, rustls::Error> {
+        self.verifier
+            .get_or_init(|| {
+                let found = rustls_native_certs::load_native_certs();
+                let mut roots = RootCertStore::empty();
+                let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+                if added == 0 {
+                    return Err("no CA certificate could be loaded from the system".into());
+                }
+                WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    Arc::clone(&self.provider),
+                )
+                .build()
+                .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| rustls::Error::General(e.clone()))
+    }
+}
+
+impl ServerCertVerifier for SystemRoots {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.verifier()?.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
 
 /// The system bundles, Amazon Linux (Lambda's `provided.al2023`) first, then Debian/Ubuntu.
 pub const SYSTEM_BUNDLES: [&str; 2] = [
@@ -34,14 +171,17 @@ pub fn prefer_system_bundle() {
 }
 
 /// Runs a function binary's `main`: settles the trust store while the process still has one
-/// thread, then runs `main` on a multi-threaded tokio runtime.
+/// thread, then runs `main` on a single-threaded tokio runtime. Lambda hands a process one
+/// invocation at a time and the functions' concurrency is I/O (SQS, S3, DynamoDB, Nylas calls in
+/// flight together), which one thread drives: worker threads would only add their start-up to
+/// the cold start and a cross-thread wake-up to every I/O event of every invocation.
 pub fn run_function<F, E>(main: impl FnOnce() -> F) -> Result<(), E>
 where
     F: std::future::Future<Output = Result<(), E>>,
     E: From<std::io::Error>,
 {
     prefer_system_bundle();
-    tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
         .block_on(main())
@@ -71,6 +211,23 @@ mod tests {
         // A directory is not a bundle.
         assert_eq!(bundle_to_prefer(none, &[dir.to_str().unwrap()]), None);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_client_shares_one_root_store_built_at_the_first_handshake() {
+        let (a, b) = (client_config(), client_config());
+        assert!(Arc::ptr_eq(a.crypto_provider(), b.crypto_provider()));
+        assert_eq!(a.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        // Nothing read yet; the verifier is shared, so one store serves every clone.
+        let roots = SystemRoots {
+            provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            verifier: OnceLock::new(),
+        };
+        assert!(roots.verifier.get().is_none());
+        if Path::new(SYSTEM_BUNDLES[1]).is_file() || Path::new(SYSTEM_BUNDLES[0]).is_file() {
+            assert!(roots.verifier().is_ok());
+            assert!(roots.verifier.get().is_some());
+        }
     }
 
     #[test]

@@ -91,6 +91,32 @@ enum Command {
         #[arg(long, default_value_t = 2048)]
         body_bytes: usize,
     },
+    /// The release ingest binary and the empty Lambda under the Runtime API stand-in, against
+    /// moto: process CPU per invocation for each path beside one SHA-256 pass over the same body,
+    /// and exec to the first answer.
+    Invocation {
+        #[arg(long)]
+        bin_dir: PathBuf,
+        /// Invocations per 900 KB path.
+        #[arg(long, default_value_t = 40)]
+        large: usize,
+        /// Invocations per 2 KiB path.
+        #[arg(long, default_value_t = 400)]
+        small: usize,
+        /// Fresh processes for exec to first answer.
+        #[arg(long, default_value_t = 21)]
+        first_answer_runs: usize,
+    },
+    /// Generated hostile API Gateway events at the release ingest binary, against moto:
+    /// invocation errors, 5xx answers and anything enqueued that was not signed.
+    Hostile {
+        #[arg(long)]
+        bin_dir: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        events: usize,
+        #[arg(long, default_value_t = 14)]
+        seed: u64,
+    },
     /// (Internal) an open-loop load generator: signed POSTs at a fixed rate; prints JSON.
     Load {
         #[arg(long)]
@@ -167,6 +193,30 @@ fn main() -> Result<(), Error> {
             drop(runtime);
             let figures = ingest_sdk(requests)?;
             Results::update(&results, |r| r.ingest_sdk = figures)?;
+        }
+        Command::Invocation {
+            bin_dir,
+            large,
+            small,
+            first_answer_runs,
+        } => {
+            let run = runtime.block_on(invocation(&bin_dir, large, small, first_answer_runs))?;
+            Results::update(&results, |r| r.invocation = Some(run))?;
+        }
+        Command::Hostile {
+            bin_dir,
+            events,
+            seed,
+        } => {
+            let run = runtime.block_on(hostile(&bin_dir, events, seed))?;
+            let clean = run.invocation_errors == 0
+                && run.status_5xx == 0
+                && run.enqueued_unsigned == 0
+                && run.answered == run.events;
+            Results::update(&results, |r| r.hostile = Some(run))?;
+            if !clean {
+                eprintln!("bench: hostile events: errors, 5xx or unsigned bytes enqueued (see the results)");
+            }
         }
         Command::EndToEnd {
             rates,
@@ -287,7 +337,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 async fn cold_start(bin_dir: &Path, runs: usize) -> Result<Vec<figures::ColdStart>, Error> {
     let mut out = Vec::new();
-    for function in FUNCTIONS {
+    for function in FUNCTIONS.into_iter().chain([figures::EMPTY_LAMBDA]) {
         let bin = bin_dir.join(function);
         if !bin.exists() {
             return Err(format!(
@@ -784,6 +834,501 @@ async fn fan_out(n: u64) -> Result<figures::FanOutRun, Error> {
         run.send_message_batch_attempts
     );
     Ok(run)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole invocation: a release binary under the Runtime API stand-in.
+
+/// What a function answered to one invocation.
+#[derive(Debug)]
+enum Answer {
+    Response(Vec<u8>),
+    Error(Vec<u8>),
+}
+
+impl Answer {
+    /// The proxy response's `statusCode`, if the answer is one.
+    fn status(&self) -> Option<u16> {
+        match self {
+            Self::Response(body) => serde_json::from_slice::<serde_json::Value>(body)
+                .ok()?
+                .get("statusCode")?
+                .as_u64()
+                .map(|s| s as u16),
+            Self::Error(_) => None,
+        }
+    }
+}
+
+/// A function process, started and waiting for work.
+struct Running {
+    api: RuntimeApi,
+    child: tokio::process::Child,
+    pid: u32,
+}
+
+impl Running {
+    async fn start(bin: &Path, env: &[(String, String)], api: RuntimeApi) -> Result<Self, Error> {
+        let child = spawn_function(bin, env)?;
+        let pid = child.id().ok_or("no pid")?;
+        let mut me = Self { api, child, pid };
+        match me.api.next_call(Duration::from_secs(10)).await {
+            Some(c) if c.kind == CallKind::Next => Ok(me),
+            other => Err(format!(
+                "{} did not ask for work ({other:?}): {}",
+                bin.display(),
+                stderr_of(me.child).await
+            )
+            .into()),
+        }
+    }
+
+    /// One invocation: the answer, and the process's CPU from handing out the event to its next
+    /// request for work (the answer posted, the process idle again).
+    async fn invoke(&mut self, payload: Vec<u8>) -> Result<(Answer, Duration), Error> {
+        let before = procfs::cpu(self.pid)?;
+        let id = self.api.invoke(payload);
+        let mut answer = None;
+        loop {
+            match self.api.next_call(Duration::from_secs(60)).await {
+                Some(c) => match c.kind {
+                    CallKind::Response { request_id, body } if request_id == id => {
+                        answer = Some(Answer::Response(body))
+                    }
+                    CallKind::Error { request_id, body } if request_id == id => {
+                        answer = Some(Answer::Error(body))
+                    }
+                    CallKind::Next if answer.is_some() => break,
+                    other => return Err(format!("unexpected call: {other:?}").into()),
+                },
+                None => return Err("no answer and next request within 60 s".into()),
+            }
+        }
+        let cpu = procfs::cpu(self.pid)? - before;
+        Ok((answer.ok_or("no answer")?, cpu))
+    }
+}
+
+/// An HTTP API (payload 2.0) event as API Gateway hands it to the ingest.
+fn apigw_event(method: &str, body: &str, signature: &str, request_id: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "version": "2.0",
+        "routeKey": "POST /webhooks/nylas",
+        "rawPath": "/webhooks/nylas",
+        "rawQueryString": "",
+        "headers": {
+            "host": "abc123.execute-api.us-east-1.amazonaws.com",
+            "content-type": "application/json",
+            "user-agent": "Nylas/3.0",
+            "x-forwarded-for": "203.0.113.10",
+            "x-nylas-signature": signature,
+        },
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "http": {"method": method, "path": "/webhooks/nylas", "protocol": "HTTP/1.1",
+                     "sourceIp": "203.0.113.10", "userAgent": "Nylas/3.0"},
+            "requestId": request_id,
+            "routeKey": "POST /webhooks/nylas",
+            "stage": "$default",
+            "time": "01/Jan/2026:00:00:00 +0000",
+            "timeEpoch": 1_767_225_600_000u64,
+        },
+        "body": body,
+        "isBase64Encoded": false,
+    }))
+    .unwrap_or_default()
+}
+
+/// One SHA-256 pass over `bytes`: median over rounds of this thread's CPU time, in ns.
+fn sha256_pass_ns(bytes: &[u8]) -> f64 {
+    let passes = (8 << 20) / bytes.len().max(1) + 1;
+    let mut rounds: Vec<f64> = (0..31)
+        .map(|_| {
+            let t = procfs::thread_cpu();
+            for _ in 0..passes {
+                std::hint::black_box(Sha256::digest(std::hint::black_box(bytes)));
+            }
+            (procfs::thread_cpu() - t).as_nanos() as f64 / passes as f64
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    percentile(&rounds, 0.5)
+}
+
+fn ingest_env_for(api: &RuntimeApi, queue: &str, bucket: &str) -> Vec<(String, String)> {
+    let mut env = lambda_env("ingest", &api.endpoint());
+    env.extend([
+        ("NOTIFICATIONS_QUEUE_URL".to_string(), queue.to_string()),
+        ("PAYLOAD_BUCKET".to_string(), bucket.to_string()),
+    ]);
+    env
+}
+
+/// Runs `n` invocations of `make(i)` and summarises their CPU.
+async fn measure(
+    running: &mut Running,
+    function: &str,
+    case: &str,
+    n: usize,
+    body_bytes: usize,
+    make: impl Fn(usize) -> Vec<u8>,
+) -> Result<figures::InvocationCase, Error> {
+    let mut cpu = Vec::with_capacity(n);
+    let mut status = 0;
+    let mut event_bytes = 0;
+    // Three unmeasured first: connections open, allocator warm.
+    for i in 0..n + 3 {
+        let payload = make(i);
+        event_bytes = payload.len();
+        let (answer, used) = running.invoke(payload).await?;
+        let s = answer
+            .status()
+            .ok_or_else(|| format!("{function} {case}: not a proxy response: {answer:?}"))?;
+        if i > 0 && s != status {
+            return Err(format!("{function} {case}: answered {s}, then {status}").into());
+        }
+        status = s;
+        if i >= 3 {
+            cpu.push(used.as_secs_f64() * 1e6);
+        }
+    }
+    cpu.sort_by(f64::total_cmp);
+    let run = figures::InvocationCase {
+        function: function.into(),
+        case: case.into(),
+        event_bytes: event_bytes as u64,
+        body_bytes: body_bytes as u64,
+        invocations: n,
+        status,
+        cpu_us_median: percentile(&cpu, 0.5),
+        cpu_us_p10: percentile(&cpu, 0.1),
+        cpu_us_p90: percentile(&cpu, 0.9),
+        ..Default::default()
+    };
+    eprintln!(
+        "invocation {function} {case}: {status}, median {:.0} µs CPU",
+        run.cpu_us_median
+    );
+    Ok(run)
+}
+
+async fn invocation(
+    bin_dir: &Path,
+    large: usize,
+    small: usize,
+    first_answer_runs: usize,
+) -> Result<figures::InvocationRun, Error> {
+    moto_endpoint()?;
+    let aws = support::Aws::connect().await;
+    let queue = aws.create_queue("bench-notifications").await;
+    let bucket = aws.create_bucket("bench-payloads").await;
+    let secret = "bench-secret";
+    const LARGE: usize = 900_000;
+    const SMALL: usize = 2048;
+    let body = |prefix: &str, i: usize, len: usize| {
+        signed(
+            message_created(&format!("{prefix}-{i}"), "g-1", &format!("m-{i}"), len),
+            secret,
+        )
+    };
+    // The floors: one SHA-256 pass over each body.
+    let sha_large = sha256_pass_ns(body("x", 0, LARGE).body.as_bytes());
+    let sha_small = sha256_pass_ns(body("x", 0, SMALL).body.as_bytes());
+    eprintln!("invocation: SHA-256 {sha_large:.0} ns (900 KB), {sha_small:.0} ns (2 KiB)");
+
+    let mut cases = Vec::new();
+    // The empty Lambda on the same events.
+    let empty_bin = bin_dir.join(figures::EMPTY_LAMBDA);
+    let api = RuntimeApi::start().await?;
+    let env = lambda_env(figures::EMPTY_LAMBDA, &api.endpoint());
+    let mut empty = Running::start(&empty_bin, &env, api).await?;
+    let small_event = |i| {
+        let s = body("empty", i, SMALL);
+        apigw_event("POST", &s.body, &s.signature, "r")
+    };
+    let large_event = |i| {
+        let s = body("empty", i, LARGE);
+        apigw_event("POST", &s.body, &s.signature, "r")
+    };
+    let empty_small = measure(
+        &mut empty,
+        figures::EMPTY_LAMBDA,
+        "signed 2 KiB message.created (answered, nothing done)",
+        small,
+        SMALL,
+        small_event,
+    )
+    .await?;
+    let empty_large = measure(
+        &mut empty,
+        figures::EMPTY_LAMBDA,
+        "signed 900 KB message.created (answered, nothing done)",
+        large,
+        LARGE,
+        large_event,
+    )
+    .await?;
+    drop(empty);
+
+    // The ingest, one process for every path.
+    let ingest_bin = bin_dir.join("ingest");
+    let api = RuntimeApi::start().await?;
+    let env = ingest_env_for(&api, &queue, &bucket);
+    let mut ingest = Running::start(&ingest_bin, &env, api).await?;
+    let with = |mut c: figures::InvocationCase, floor: &str, bound: Option<f64>, base: f64| {
+        c.floor = Some(floor.into());
+        c.bound = bound;
+        c.ratio = Some(c.cpu_us_median * 1000.0 / base);
+        c
+    };
+    let small_run = measure(
+        &mut ingest,
+        "ingest",
+        "signed 2 KiB message.created, enqueued inline",
+        small,
+        SMALL,
+        |i| {
+            let s = body("small", i, SMALL);
+            apigw_event("POST", &s.body, &s.signature, "r")
+        },
+    )
+    .await?;
+    let large_run = measure(
+        &mut ingest,
+        "ingest",
+        "signed 900 KB message.created, enqueued via S3 (claim check)",
+        large,
+        LARGE,
+        |i| {
+            let s = body("large", i, LARGE);
+            apigw_event("POST", &s.body, &s.signature, "r")
+        },
+    )
+    .await?;
+    let forged = "0".repeat(64);
+    let bad_run = measure(
+        &mut ingest,
+        "ingest",
+        "bad signature on 900 KB",
+        large,
+        LARGE,
+        |i| apigw_event("POST", &body("bad", i, LARGE).body, &forged, "r"),
+    )
+    .await?;
+    let put_run = measure(
+        &mut ingest,
+        "ingest",
+        "PUT with a 900 KB body (405)",
+        large,
+        LARGE,
+        |i| {
+            let s = body("put", i, LARGE);
+            apigw_event("PUT", &s.body, &s.signature, "r")
+        },
+    )
+    .await?;
+    drop(ingest);
+    let empty_small_ns = empty_small.cpu_us_median * 1000.0;
+    cases.push(with(small_run, "empty", Some(2.0), empty_small_ns));
+    cases.push(with(large_run, "sha256", Some(3.0), sha_large));
+    cases.push(with(bad_run, "sha256", Some(2.0), sha_large));
+    cases.push(with(put_run, "sha256", None, sha_large));
+    cases.push(empty_small);
+    cases.push(with(empty_large, "sha256", None, sha_large));
+
+    // Exec to the first answer, each run a fresh process with its invocation already queued.
+    let mut first_answer = Vec::new();
+    for function in ["ingest", figures::EMPTY_LAMBDA] {
+        let bin = bin_dir.join(function);
+        let (mut ready, mut answer, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
+        for run in 0..=first_answer_runs {
+            let mut api = RuntimeApi::start().await?;
+            let env = if function == "ingest" {
+                ingest_env_for(&api, &queue, &bucket)
+            } else {
+                lambda_env(function, &api.endpoint())
+            };
+            let s = body(&format!("first-{function}"), run, SMALL);
+            let id = api.invoke(apigw_event("POST", &s.body, &s.signature, "r"));
+            let started = Instant::now();
+            let child = spawn_function(&bin, &env)?;
+            let pid = child.id().ok_or("no pid")?;
+            let mut ready_at = None;
+            let answered = loop {
+                match api.next_call(Duration::from_secs(30)).await {
+                    Some(c) => match c.kind {
+                        CallKind::Next => {
+                            ready_at.get_or_insert(c.at);
+                        }
+                        CallKind::Response { request_id, body } if request_id == id => {
+                            let status = Answer::Response(body).status();
+                            if status != Some(200) {
+                                return Err(format!("{function}: first answer {status:?}").into());
+                            }
+                            break c.at;
+                        }
+                        other => {
+                            return Err(format!(
+                                "{function}: unexpected {other:?}: {}",
+                                stderr_of(child).await
+                            )
+                            .into())
+                        }
+                    },
+                    None => {
+                        return Err(format!(
+                            "{function}: no first answer: {}",
+                            stderr_of(child).await
+                        )
+                        .into())
+                    }
+                }
+            };
+            let used = procfs::cpu(pid)?;
+            drop(child);
+            if run > 0 {
+                let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+                ready.push(ms(ready_at.unwrap_or(answered).duration_since(started)));
+                answer.push(ms(answered.duration_since(started)));
+                cpu.push(ms(used));
+            }
+        }
+        for v in [&mut ready, &mut answer, &mut cpu] {
+            v.sort_by(f64::total_cmp);
+        }
+        let f = figures::FirstAnswer {
+            function: function.into(),
+            case: if function == "ingest" {
+                "signed 2 KiB, enqueued in moto".into()
+            } else {
+                "signed 2 KiB, answered".into()
+            },
+            runs: first_answer_runs,
+            ready_ms_median: percentile(&ready, 0.5),
+            answer_ms_median: percentile(&answer, 0.5),
+            answer_ms_p90: percentile(&answer, 0.9),
+            cpu_ms_median: percentile(&cpu, 0.5),
+        };
+        eprintln!(
+            "first answer {function}: median {:.2} ms (ready {:.2} ms), CPU {:.2} ms",
+            f.answer_ms_median, f.ready_ms_median, f.cpu_ms_median
+        );
+        first_answer.push(f);
+    }
+    Ok(figures::InvocationRun {
+        sha256: vec![(LARGE as u64, sha_large), (SMALL as u64, sha_small)],
+        cases,
+        first_answer,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile events at the ingest binary.
+
+async fn hostile(bin_dir: &Path, events: usize, seed: u64) -> Result<figures::HostileRun, Error> {
+    use bench::hostile::{self, Rng, Signed};
+    moto_endpoint()?;
+    let aws = support::Aws::connect().await;
+    let queue = aws.create_queue("bench-hostile").await;
+    let bucket = aws.create_bucket("bench-hostile").await;
+    let bin = bin_dir.join("ingest");
+    let start = |api: RuntimeApi| {
+        let mut env = ingest_env_for(&api, &queue, &bucket);
+        for (k, v) in env.iter_mut() {
+            if k == "NYLAS_WEBHOOK_SECRETS" {
+                *v = hostile::SECRET.into();
+            }
+        }
+        let bin = bin.clone();
+        async move { Running::start(&bin, &env, api).await }
+    };
+    let mut running = start(RuntimeApi::start().await?).await?;
+    let mut rng = Rng::new(seed);
+    let mut signed = Signed::default();
+    let mut out = figures::HostileRun {
+        events,
+        seed,
+        ..Default::default()
+    };
+    let mut statuses: std::collections::BTreeMap<u16, usize> = Default::default();
+    let mut cpu = Duration::ZERO;
+    let started = Instant::now();
+    for i in 0..events {
+        let e = hostile::event(&mut rng, i);
+        if let Some(text) = &e.signed_text {
+            signed.insert(text);
+            out.signed_posts += 1;
+        }
+        match running.invoke(e.payload).await {
+            Ok((answer, used)) => {
+                cpu += used;
+                out.answered += 1;
+                match answer.status() {
+                    Some(s) => {
+                        *statuses.entry(s).or_default() += 1;
+                        match s {
+                            200..=299 => out.status_2xx += 1,
+                            400..=499 => out.status_4xx += 1,
+                            500..=599 => out.status_5xx += 1,
+                            _ => {}
+                        }
+                    }
+                    None => {
+                        out.invocation_errors += 1;
+                        if let Answer::Error(body) = &answer {
+                            eprintln!(
+                                "hostile event {i}: invocation error: {}",
+                                String::from_utf8_lossy(body)
+                            );
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                // The process died or hung: count it and start another.
+                eprintln!("hostile event {i}: {e}");
+                out.invocation_errors += 1;
+                out.process_restarts += 1;
+                drop(running);
+                running = start(RuntimeApi::start().await?).await?;
+            }
+        }
+        if (i + 1) % 2000 == 0 {
+            eprintln!(
+                "hostile: {} events, {} errors, {} 5xx",
+                i + 1,
+                out.invocation_errors,
+                out.status_5xx
+            );
+        }
+    }
+    out.seconds = started.elapsed().as_secs_f64();
+    out.cpu_us_per_event = cpu.as_secs_f64() * 1e6 / events.max(1) as f64;
+    drop(running);
+    out.statuses = statuses.into_iter().collect();
+    // Everything on the queue must be bytes that were signed (claim checks resolved from S3).
+    for m in aws.drain(&queue).await {
+        out.enqueued += 1;
+        let body = m.body.clone().unwrap_or_default();
+        let bytes = match support::attribute(&m, attr::PAYLOAD).as_deref() {
+            Some("s3") => match ClaimCheck::from_message_body(&body) {
+                Some(c) => aws.object(&c.bucket, &c.key).await,
+                None => body.into_bytes(),
+            },
+            _ => body.into_bytes(),
+        };
+        if !signed.contains(&bytes) {
+            out.enqueued_unsigned += 1;
+        }
+    }
+    eprintln!(
+        "hostile: {} events, {} answered, {} invocation errors, {} 5xx, {} signed POSTs, {} enqueued, {} unsigned",
+        out.events, out.answered, out.invocation_errors, out.status_5xx, out.signed_posts, out.enqueued, out.enqueued_unsigned
+    );
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,6 +17,11 @@ fn clock_time(clock: libc::clockid_t) -> io::Result<Duration> {
     Ok(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
+/// CPU time (user + system) consumed so far by the calling thread.
+pub fn thread_cpu() -> Duration {
+    clock_time(libc::CLOCK_THREAD_CPUTIME_ID).unwrap_or_default()
+}
+
 /// CPU time (user + system) consumed so far by this process.
 pub fn self_cpu() -> Duration {
     clock_time(libc::CLOCK_PROCESS_CPUTIME_ID).unwrap_or_default()
