@@ -185,6 +185,29 @@ struct PageFault {
     status: u16,
 }
 
+impl PageFault {
+    /// Starts the proxy in front of `upstream`, failing page 3 with `status`: the fault, the
+    /// proxy's URI and its task.
+    async fn start(
+        upstream: &str,
+        status: u16,
+    ) -> (Self, String, tokio::task::JoinHandle<std::io::Result<()>>) {
+        let fault = PageFault {
+            upstream: upstream.to_string(),
+            pages_seen: Arc::new(AtomicUsize::new(0)),
+            fail: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            status,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let uri = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .fallback(proxy)
+            .with_state(fault.clone());
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        (fault, uri, server)
+    }
+}
+
 async fn proxy(State(f): State<PageFault>, req: Request) -> Response {
     let path_and_query = req
         .uri()
@@ -228,18 +251,7 @@ async fn a_run_that_fails_on_page_3_of_5_leaves_the_cursor_unchanged_and_the_ret
     for _ in 0..10 {
         p.emulator.create_message(&g, MessageSpec::default());
     }
-    let fault = PageFault {
-        upstream: p.emulator.base_url(),
-        pages_seen: Arc::new(AtomicUsize::new(0)),
-        fail: Arc::new(std::sync::atomic::AtomicBool::new(true)),
-        status: 503,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let uri = format!("http://{}", listener.local_addr().unwrap());
-    let app = axum::Router::new()
-        .fallback(proxy)
-        .with_state(fault.clone());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (fault, uri, server) = PageFault::start(&p.emulator.base_url(), 503).await;
     let mut reconciler = p.reconciler_via(&uri).await;
     reconciler.settings.page_size = 3; // 13 messages in the window: 5 pages
 
@@ -692,18 +704,7 @@ async fn a_429_in_the_middle_of_a_listing_continues_from_that_page_not_from_page
     for _ in 0..10 {
         p.emulator.create_message(&g, MessageSpec::default());
     }
-    let fault = PageFault {
-        upstream: p.emulator.base_url(),
-        pages_seen: Arc::new(AtomicUsize::new(0)),
-        fail: Arc::new(std::sync::atomic::AtomicBool::new(true)),
-        status: 429,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let uri = format!("http://{}", listener.local_addr().unwrap());
-    let app = axum::Router::new()
-        .fallback(proxy)
-        .with_state(fault.clone());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (fault, uri, server) = PageFault::start(&p.emulator.base_url(), 429).await;
     let mut reconciler = p.reconciler_via(&uri).await;
     reconciler.settings.page_size = 3;
     let job = ReconcileJob::new(g.clone(), JobKind::Incremental, None);
