@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_sdk_dynamodb::types::AttributeValue;
 use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
@@ -31,7 +30,7 @@ use serde_json::Value;
 use crate::aws;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, Env};
-use crate::grants::{catch_up_after_reauth, GrantStatus, GrantStore, StatusChange};
+use crate::grants::{catch_up_after_reauth, GrantFacts, GrantStatus, GrantStore, StatusChange};
 use crate::jobs::{JobKind, JobQueue, ReconcileJob};
 use crate::notification::ObjectKind;
 use crate::nylas::{NylasClient, NylasError, Unauthorized};
@@ -803,18 +802,16 @@ impl<S: NotificationSource> Consumer<S> {
     ) -> Result<(), Failure> {
         ConsumerCounters::add(&self.counters.grant_changes, 1);
         let version = time.saturating_mul(1000);
-        let provider = object
-            .get("provider")
-            .and_then(Value::as_str)
-            .map(|p| AttributeValue::S(p.into()));
-        let mut extra: Vec<(&str, AttributeValue)> =
-            provider.into_iter().map(|p| ("provider", p)).collect();
+        let mut facts = GrantFacts {
+            provider: object.get("provider").and_then(Value::as_str),
+            expired_at: None,
+        };
         let job_error = |e: crate::jobs::JobQueueError| Failure::Retry(None, e.to_string());
         match trigger.split('.').nth(1).unwrap_or_default() {
             "created" => {
                 if let StatusChange::Applied { .. } = self
                     .grants
-                    .set_status(grant_id, GrantStatus::Active, version, &extra)
+                    .set_status_with(grant_id, GrantStatus::Active, version, &facts)
                     .await?
                 {
                     let since = time - self.settings.backfill_days * 86_400;
@@ -823,9 +820,9 @@ impl<S: NotificationSource> Consumer<S> {
                 }
             }
             "expired" => {
-                extra.push(("expired_at", AttributeValue::N(time.to_string())));
+                facts.expired_at = Some(time);
                 self.grants
-                    .set_status(grant_id, GrantStatus::Expired, version, &extra)
+                    .set_status_with(grant_id, GrantStatus::Expired, version, &facts)
                     .await?;
             }
             // 25014 is an ordinary update (scopes, settings): the grant's state is unchanged.
@@ -835,7 +832,7 @@ impl<S: NotificationSource> Consumer<S> {
             "updated" => {
                 let change = self
                     .grants
-                    .set_status(grant_id, GrantStatus::Active, version, &extra)
+                    .set_status_with(grant_id, GrantStatus::Active, version, &facts)
                     .await?;
                 // Re-authenticated after expiry: catch up from the expiry (Nylas replays
                 // nothing after 72 hours). A retry of this record after the job failed to send
@@ -852,7 +849,7 @@ impl<S: NotificationSource> Consumer<S> {
             "deleted" => {
                 let change = self
                     .grants
-                    .set_status(grant_id, GrantStatus::Deleted, version, &extra)
+                    .set_status_with(grant_id, GrantStatus::Deleted, version, &facts)
                     .await?;
                 // The purge runs as jobs (bounded, resumable): one now, and one once every
                 // write that was in flight at the deletion (a consumer fetch, a reconcile

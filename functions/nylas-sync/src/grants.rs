@@ -87,6 +87,27 @@ pub fn catch_up_after_reauth(
     }
 }
 
+/// What a grant notification tells about the grant besides its status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GrantFacts<'a> {
+    pub provider: Option<&'a str>,
+    /// Unix seconds the grant expired (where a catch-up after its re-authentication starts).
+    pub expired_at: Option<i64>,
+}
+
+impl GrantFacts<'_> {
+    fn attributes(&self) -> Vec<(&'static str, AttributeValue)> {
+        let mut out = Vec::new();
+        if let Some(p) = self.provider {
+            out.push(("provider", AttributeValue::S(p.into())));
+        }
+        if let Some(t) = self.expired_at {
+            out.push(("expired_at", AttributeValue::N(t.to_string())));
+        }
+        out
+    }
+}
+
 /// What a status change did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusChange {
@@ -165,6 +186,18 @@ impl GrantStore {
     ) -> Result<StatusChange, StoreError> {
         let expired_at = [("expired_at", AttributeValue::N(since_s.to_string()))];
         self.set_status(grant_id, GrantStatus::Invalid, version, &expired_at)
+            .await
+    }
+
+    /// [`GrantStore::set_status`] with what a notification tells about the grant.
+    pub async fn set_status_with(
+        &self,
+        grant_id: &str,
+        status: GrantStatus,
+        version: Version,
+        facts: &GrantFacts<'_>,
+    ) -> Result<StatusChange, StoreError> {
+        self.set_status(grant_id, status, version, &facts.attributes())
             .await
     }
 
