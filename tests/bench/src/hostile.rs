@@ -245,10 +245,12 @@ fn body(rng: &mut Rng, i: usize) -> Body {
                 Some(signature),
             )
         }
-        // Signed with another secret, or a forged, truncated or odd signature.
+        // Signed with another secret, or a forged, truncated or odd signature; or a valid one
+        // with the `sha256=` prefix Nylas's SDKs send, which the ingest accepts.
         5 => {
             let text = notification(rng);
-            let signature = match rng.below(6) {
+            let variant = rng.below(6);
+            let signature = match variant {
                 0 => sign("not-the-secret", text.as_bytes()),
                 1 => hex(rng),
                 2 => hex(rng)[..rng.below(64)].to_string(),
@@ -256,7 +258,11 @@ fn body(rng: &mut Rng, i: usize) -> Body {
                 4 => nasty_text(rng, 20),
                 _ => format!("sha256={}", sign(SECRET, text.as_bytes())),
             };
-            plain(Some(Value::String(text)), Some(signature))
+            let mut b = plain(Some(Value::String(text.clone())), Some(signature));
+            if variant == 5 {
+                b.signed_text = Some(text);
+            }
+            b
         }
         // Unsigned.
         6 => plain(Some(Value::String(notification(rng))), None),
