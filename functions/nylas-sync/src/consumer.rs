@@ -671,23 +671,10 @@ impl<S: NotificationSource> Consumer<S> {
         prefix: &str,
         version: Version,
     ) -> Result<(), Failure> {
-        for stored in self.objects.list_prefix(grant_id, prefix, false).await? {
-            let Some((calendar_id, id)) = stored
-                .sort_key
-                .strip_prefix("event#")
-                .and_then(|rest| rest.split_once('#'))
-            else {
-                continue;
-            };
-            if stored.deleted {
-                continue;
-            }
+        for object_ref in self.objects.live_refs(grant_id, prefix).await? {
             let tombstone = ObjectState {
                 grant_id: grant_id.to_string(),
-                object_ref: ObjectRef::Event {
-                    calendar_id: calendar_id.to_string(),
-                    id: id.to_string(),
-                },
+                object_ref,
                 version,
                 object: None,
                 source: Source::Webhook,

@@ -1136,18 +1136,7 @@ impl Reconciler {
         run: &mut Run,
     ) -> Result<(), ReconcileError> {
         let prefix = format!("event#{calendar_id}#");
-        for s in self
-            .objects
-            .list_prefix(grant, &prefix, false)
-            .await?
-            .into_iter()
-            .filter(|s| !s.deleted)
-        {
-            let id = s.sort_key.trim_start_matches(&prefix).to_string();
-            let object_ref = ObjectRef::Event {
-                calendar_id: calendar_id.to_string(),
-                id,
-            };
+        for object_ref in self.objects.live_refs(grant, &prefix).await? {
             self.write(grant, object_ref, None, version, true, None, run)
                 .await?;
         }

@@ -63,6 +63,25 @@ pub enum ObjectRef {
 }
 
 impl ObjectRef {
+    /// The object a sort key names: the inverse of [`ObjectRef::sort_key`].
+    pub fn from_sort_key(sk: &str) -> Option<Self> {
+        let (kind, rest) = sk.split_once('#')?;
+        let id = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        Some(match kind {
+            "message" => Self::Message { id: id(rest)? },
+            "event" => {
+                let (calendar_id, event) = rest.split_once('#')?;
+                Self::Event {
+                    calendar_id: id(calendar_id)?,
+                    id: id(event)?,
+                }
+            }
+            "calendar" => Self::Calendar { id: id(rest)? },
+            "folder" => Self::Folder { id: id(rest)? },
+            _ => return None,
+        })
+    }
+
     pub fn sort_key(&self) -> String {
         match self {
             Self::Message { id } => format!("message#{id}"),
@@ -781,6 +800,50 @@ impl ObjectStore {
         Ok(page.count() > 0)
     }
 
+    /// The objects the store holds live (tombstones left out) under the sort-key `prefix`.
+    /// Reads keys and the tombstone flag only, page by page.
+    pub async fn live_refs(
+        &self,
+        grant_id: &str,
+        prefix: &str,
+    ) -> Result<Vec<ObjectRef>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .ddb
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("grant_id = :g AND begins_with(sk, :p)")
+                .expression_attribute_values(":g", s(grant_id))
+                .expression_attribute_values(":p", s(prefix))
+                .projection_expression("sk, deleted")
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(dynamo_err)?;
+            for item in page.items.unwrap_or_default() {
+                let deleted = item
+                    .get("deleted")
+                    .and_then(|v| v.as_bool().ok())
+                    .copied()
+                    .unwrap_or(false);
+                let object_ref = item
+                    .get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|sk| ObjectRef::from_sort_key(sk));
+                if let (false, Some(r)) = (deleted, object_ref) {
+                    out.push(r);
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     /// The calendars under which the store holds event `event_id` (tombstones included), for
     /// notifications whose `calendar_id` is null. Reads the grant's event keys only.
     pub async fn event_calendars(
@@ -1004,6 +1067,26 @@ mod tests {
             serde_json::json!({"id": "m", "grant_id": "g", "object": "message", "date": 5,
                 "folders": ["INBOX"], "unread": true, "starred": false})
         );
+    }
+
+    #[test]
+    fn a_sort_key_names_its_object_back() {
+        for r in [
+            ObjectRef::Message { id: "m".into() },
+            ObjectRef::Event {
+                calendar_id: "c@group.calendar.google.com".into(),
+                id: "e_20260101T100000Z".into(),
+            },
+            ObjectRef::Calendar { id: "c".into() },
+            ObjectRef::Folder {
+                id: "Label_1".into(),
+            },
+        ] {
+            assert_eq!(ObjectRef::from_sort_key(&r.sort_key()), Some(r));
+        }
+        for bad in ["", "message#", "event#c", "event##e", "thread#t", "message"] {
+            assert_eq!(ObjectRef::from_sort_key(bad), None, "{bad}");
+        }
     }
 
     #[test]
