@@ -24,29 +24,21 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::aws;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, Env};
 use crate::grants::{catch_up_after_reauth, GrantFacts, GrantStatus, GrantStore, StatusChange};
+use crate::intent::{decide, place_event, Action, Decision, Intent};
 use crate::jobs::{JobKind, JobQueue, ReconcileJob};
-use crate::notification::ObjectKind;
 use crate::nylas::{NylasClient, NylasError, Unauthorized};
 use crate::queue::{stand_in_notification, NotificationSource, Payload, ReadError, Settled};
 use crate::sqs_queue::SqsNotificationSource;
 use crate::store::{ObjectRef, ObjectState, ObjectStore, PutOutcome, Source, StoreError, Version};
 use crate::versions;
 
-/// Whether full-object notifications are trusted or re-fetched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FetchPolicy {
-    /// Fetch only when the notification lacks the current object (the default).
-    WhenNeeded,
-    /// Fetch on every create/update, as the cookbook's handler does (for comparison).
-    Always,
-}
+pub use crate::intent::FetchPolicy;
 
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
@@ -169,66 +161,6 @@ impl From<StoreError> for Failure {
     }
 }
 
-#[derive(Deserialize)]
-struct Notification {
-    id: String,
-    #[serde(rename = "type")]
-    trigger: String,
-    time: i64,
-    #[serde(default)]
-    data: Option<NotificationData>,
-}
-
-#[derive(Deserialize)]
-struct NotificationData {
-    #[serde(default)]
-    object: Option<Value>,
-    #[serde(default)]
-    grant_id: Option<String>,
-}
-
-/// What one object notification asks for.
-#[derive(Debug, Clone)]
-enum Action {
-    Write(Value),
-    Tombstone,
-    Fetch,
-}
-
-#[derive(Debug, Clone)]
-struct Intent {
-    message_id: String,
-    notification_id: String,
-    grant_id: String,
-    object_ref: ObjectRef,
-    time: i64,
-    version: Version,
-    action: Action,
-}
-
-impl Intent {
-    fn hash(&self) -> String {
-        match &self.action {
-            Action::Write(v) => crate::store::content_hash(Some(v)),
-            Action::Tombstone => "tombstone".into(),
-            Action::Fetch => format!("fetch:{}", self.notification_id),
-        }
-    }
-}
-
-enum Parsed {
-    Object(Intent),
-    Grant {
-        message_id: String,
-        trigger: String,
-        grant_id: String,
-        time: i64,
-        object: Value,
-    },
-    /// Acknowledged without effect (unknown types, folder suffixes...).
-    Ignore,
-}
-
 impl Consumer<SqsNotificationSource> {
     /// Reads the configuration contract and builds the clients once per cold start.
     pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
@@ -289,7 +221,7 @@ impl<S: NotificationSource> Consumer<S> {
         let mut failures: HashMap<String, Failure> = HashMap::new();
 
         // 1. Parse every record on its own (claim checks resolved from S3).
-        let parsed: Vec<(SqsMessage, Result<Parsed, Failure>)> = stream::iter(records)
+        let parsed: Vec<(SqsMessage, Result<Decision, Failure>)> = stream::iter(records)
             .map(|r| async move {
                 let p = self.parse(&r).await;
                 (r, p)
@@ -303,15 +235,14 @@ impl<S: NotificationSource> Consumer<S> {
         for (record, p) in parsed {
             let id = record.message_id.clone().unwrap_or_default();
             match p {
-                Ok(Parsed::Object(i)) => intents.push(i),
-                Ok(Parsed::Grant {
-                    message_id,
+                Ok(Decision::Object(i)) => intents.push(i),
+                Ok(Decision::Grant {
                     trigger,
                     grant_id,
                     time,
                     object,
-                }) => grant_events.push((message_id, trigger, grant_id, time, object)),
-                Ok(Parsed::Ignore) => {}
+                }) => grant_events.push((id.clone(), trigger, grant_id, time, object)),
+                Ok(_) => {}
                 Err(f) => {
                     failures.insert(id.clone(), f);
                 }
@@ -418,7 +349,10 @@ impl<S: NotificationSource> Consumer<S> {
         response
     }
 
-    async fn parse(&self, record: &SqsMessage) -> Result<Parsed, Failure> {
+    /// Reads one record (through the queue's port) and decides what it asks for: the decision
+    /// is [`crate::intent::decide`]'s, the only I/O the payload's read and, for an event whose
+    /// calendar the notification does not name, the store's answer to where it is.
+    async fn parse(&self, record: &SqsMessage) -> Result<Decision, Failure> {
         let message_id = record.message_id.clone().unwrap_or_default();
         let text = match self.source.read(record).await {
             Ok(Payload::Notification(text)) => text,
@@ -443,145 +377,27 @@ impl<S: NotificationSource> Consumer<S> {
             Err(ReadError::Retry(why)) => return Err(Failure::Retry(None, why)),
             Err(ReadError::Permanent(why)) => return Err(Failure::Permanent(why)),
         };
-        let n: Notification = serde_json::from_str(&text).map_err(|e| {
-            self.unresolved(format!(
-                "not a notification: {}",
-                crate::json_error_summary(&e)
-            ))
-        })?;
-        let data = n.data.unwrap_or(NotificationData {
-            object: None,
-            grant_id: None,
-        });
-        let object = data.object.unwrap_or(Value::Null);
-        let grant_id = object
-            .get("grant_id")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .or(data.grant_id)
-            .unwrap_or_default();
-        let kind = ObjectKind::of(&n.trigger);
-        let mut parts = n.trigger.split('.');
-        let (_, verb, suffix) = (parts.next(), parts.next().unwrap_or_default(), parts.next());
-        // Tracking, deliverability and send triggers (`message.opened`, `message.link_clicked`,
-        // `message.bounce_detected`, `message.send_success`...) name a message by `message_id`
-        // and change nothing the store mirrors.
-        if kind.names_an_object() && !matches!(verb, "created" | "updated" | "deleted") {
-            self.note_unknown(&n.trigger);
-            return Ok(Parsed::Ignore);
-        }
-        let id = object
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        if kind != ObjectKind::Other && grant_id.is_empty() {
-            // The spec does not promise `grant_id` in event.* and folder.deleted objects. The
-            // store is keyed by grant, so nothing here can tell whose object it is: park it
-            // visibly; the grant's next reconciliation lists the change.
-            return Err(self.unresolved(format!("{} without grant_id", n.trigger)));
-        }
-        if kind.names_an_object() && id.is_empty() {
-            return Err(Failure::Permanent(format!(
-                "{} without object id",
-                n.trigger
-            )));
-        }
-        let object_ref = match kind {
-            ObjectKind::Grant => {
-                return Ok(Parsed::Grant {
-                    message_id,
-                    trigger: n.trigger,
-                    grant_id,
-                    time: n.time,
-                    object,
-                });
+        let decision = match decide(&text, &message_id, self.settings.fetch_policy) {
+            Decision::NeedsCalendar { intent, deleted } => {
+                // "May be null in rare edge cases": the store knows which calendar holds
+                // the event, if it holds it.
+                let calendars = self
+                    .objects
+                    .event_calendars(&intent.grant_id, intent.object_ref.id())
+                    .await?;
+                place_event(intent, deleted, &calendars)
             }
-            ObjectKind::Other => {
-                self.note_unknown(&n.trigger);
-                return Ok(Parsed::Ignore);
-            }
-            ObjectKind::Message => ObjectRef::Message { id },
-            ObjectKind::Calendar => ObjectRef::Calendar { id },
-            ObjectKind::Folder => ObjectRef::Folder { id },
-            ObjectKind::Event => {
-                let calendar_id = object
-                    .get("calendar_id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                if calendar_id.is_empty() {
-                    // "May be null in rare edge cases": the store knows which calendar holds
-                    // the event, if it holds it.
-                    match self
-                        .objects
-                        .event_calendars(&grant_id, &id)
-                        .await?
-                        .as_slice()
-                    {
-                        [one] => ObjectRef::Event {
-                            calendar_id: one.clone(),
-                            id,
-                        },
-                        [] if verb == "deleted" => {
-                            // Never stored: nothing to hide.
-                            self.note_unknown(&n.trigger);
-                            return Ok(Parsed::Ignore);
-                        }
-                        _ => {
-                            return Err(self.unresolved(format!(
-                                "{} with a null calendar_id the store cannot resolve",
-                                n.trigger
-                            )))
-                        }
-                    }
-                } else {
-                    ObjectRef::Event {
-                        calendar_id: calendar_id.to_string(),
-                        id,
-                    }
-                }
-            }
+            other => other,
         };
-        let second = versions::webhook(n.time);
-        let (action, version) = match (verb, suffix) {
-            ("deleted", _) => (Action::Tombstone, versions::webhook_tombstone(n.time)),
-            ("created" | "updated", None) => {
-                let version = match kind {
-                    ObjectKind::Event => versions::webhook_event(
-                        n.time,
-                        object.get("updated_at").and_then(Value::as_i64),
-                    ),
-                    _ => second,
-                };
-                let fetchable = !matches!(kind, ObjectKind::Folder);
-                if self.settings.fetch_policy == FetchPolicy::Always && fetchable {
-                    (Action::Fetch, version)
-                } else if kind == ObjectKind::Event
-                    && object.get("status").and_then(Value::as_str) == Some("cancelled")
-                {
-                    (Action::Tombstone, version)
-                } else {
-                    (Action::Write(object), version)
-                }
+        match decision {
+            Decision::Ignore { trigger } => {
+                self.note_unknown(&trigger);
+                Ok(Decision::Ignore { trigger })
             }
-            // .truncated, .metadata, .transformed, .cleaned: the object is not the current one.
-            ("created" | "updated", Some(_)) if kind != ObjectKind::Folder => {
-                (Action::Fetch, second)
-            }
-            _ => {
-                self.note_unknown(&n.trigger);
-                return Ok(Parsed::Ignore);
-            }
-        };
-        Ok(Parsed::Object(Intent {
-            message_id,
-            notification_id: n.id,
-            grant_id,
-            object_ref,
-            time: n.time,
-            version,
-            action,
-        }))
+            Decision::Unresolved(why) => Err(self.unresolved(why)),
+            Decision::Invalid(why) => Err(Failure::Permanent(why)),
+            other => Ok(other),
+        }
     }
 
     /// A notification parked for want of a grant or calendar: counted, and failed for good.

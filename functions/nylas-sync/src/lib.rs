@@ -15,9 +15,10 @@
 //! [`reconciler`](reconcile) (one grant per job: listings, the drift sweep, purges).
 //!
 //! **Domain**, plain values and the rules over them (no I/O): [`notification`] (what a
-//! webhook says), [`versions`] (which state wins), [`event_window`] (which events are mirrored),
-//! [`sweep`] (what a sweep slice compares and changes), [`signature`], [`jobs`] (the reconcile
-//! queue's messages), [`contract`] (the configuration each function reads).
+//! webhook says), [`intent`] (what it asks the consumer to do), [`versions`] (which state
+//! wins), [`event_window`] (which events are mirrored), [`sweep`] (what a sweep slice compares
+//! and changes), [`signature`], [`jobs`] (the reconcile queue's messages), [`contract`] (the
+//! configuration each function reads).
 //!
 //! **Adapters**, one per outside system: [`store`] (objects table and bucket), [`grants`]
 //! (grants table), [`queue`] (the notifications queue's protocol: attributes, claim checks, the
@@ -37,6 +38,7 @@ pub mod scheduler;
 // Domain.
 pub mod contract;
 pub mod event_window;
+pub mod intent;
 pub mod jobs;
 pub mod notification;
 pub mod signature;

@@ -12,6 +12,8 @@ use nylas_sync::aws::{self, AwsTimeouts};
 
 pub use nylas_sync::signature::sign;
 
+pub mod emf;
+
 /// The moto endpoint; the tests refuse to run against real AWS.
 pub fn endpoint() -> String {
     match std::env::var("AWS_ENDPOINT_URL") {

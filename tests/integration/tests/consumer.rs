@@ -561,7 +561,7 @@ async fn a_claim_check_whose_payload_expired_is_recovered_from_nylas_and_counted
     assert_eq!((received.len(), failed.len()), (1, 0));
     let expired: f64 = lines
         .iter()
-        .flat_map(|l| nylas_sync::metrics::validate_line(l).expect("EMF"))
+        .flat_map(|l| support::emf::validate_line(l).expect("EMF"))
         .filter(|m| m.name == "ClaimChecksExpired")
         .flat_map(|m| m.values)
         .sum();

@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use nylas_emulator::{EmulatorConfig, MessageSpec};
 use nylas_sync::ingest::Ingest;
-use nylas_sync::metrics::{self, names, validate_line};
+use nylas_sync::metrics::{self, names};
 use serde_json::Value;
+use support::emf::validate_line;
 use support::*;
 
 /// Metric rows of the README's "Operating" section: name → function.
@@ -223,4 +224,177 @@ async fn a_consumer_batch_prints_its_writes_fetches_calls_and_lag() {
     assert_eq!(total(&m, names::OBJECTS_WRITTEN), 1.0);
     assert_eq!(total(&m, names::FETCHES_AVOIDED), 1.0);
     assert!(m.iter().all(|(n, _, _, _)| n != names::NYLAS_CALLS));
+}
+
+/// What [`metrics::Emf`] renders: one valid EMF line per invocation unless labels or EMF's limits
+/// need more, nothing lost between lines.
+mod lines {
+    use nylas_sync::metrics::{capture, names, Emf, Unit, MAX_VALUES_PER_METRIC};
+    use serde_json::Value;
+    use support::emf::validate_line;
+
+    fn emf() -> Emf {
+        Emf::new("ingest")
+            .with_namespace("NylasSync")
+            .with_timestamp_ms(1_767_225_600_000)
+    }
+
+    fn parse(line: &str) -> Value {
+        serde_json::from_str(line).unwrap()
+    }
+
+    #[test]
+    fn one_invocation_is_one_valid_line_with_function_dimension() {
+        let mut m = emf();
+        m.count(names::NOTIFICATIONS_RECEIVED, 1)
+            .count(names::NOTIFICATIONS_ENQUEUED, 1)
+            .count(names::NOTIFICATIONS_REJECTED, 0);
+        let lines = m.lines();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let metrics = validate_line(&lines[0]).unwrap();
+        assert_eq!(metrics.len(), 3);
+        let doc = parse(&lines[0]);
+        assert_eq!(doc["Function"], "ingest");
+        assert_eq!(doc["NotificationsReceived"], 1);
+        assert_eq!(doc["NotificationsRejected"], 0);
+        assert_eq!(doc["_aws"]["Timestamp"], 1_767_225_600_000i64);
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "NylasSync"
+        );
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([["Function"]])
+        );
+    }
+
+    #[test]
+    fn a_rejection_reason_shares_the_line_with_the_total() {
+        let mut m = emf();
+        m.count(names::NOTIFICATIONS_RECEIVED, 1)
+            .count(names::NOTIFICATIONS_REJECTED, 1)
+            .count_with(
+                names::NOTIFICATIONS_REJECTED,
+                &[("Reason", "invalid_signature")],
+                1,
+            );
+        let lines = m.lines();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let metrics = validate_line(&lines[0]).unwrap();
+        assert!(metrics.iter().any(|m| m.name == "NotificationsRejected"
+            && m.dimensions == ["Function", "Reason"]
+            && m.values == [1.0]));
+        assert_eq!(parse(&lines[0])["Reason"], "invalid_signature");
+    }
+
+    #[test]
+    fn labelled_groups_that_disagree_take_a_line_each_and_none_is_lost() {
+        let mut m = Emf::new("consumer").with_timestamp_ms(1_767_225_600_000);
+        m.count(names::RECORDS_PROCESSED, 10);
+        m.count_with(
+            names::NYLAS_CALLS,
+            &[("Endpoint", "messages.get"), ("Status", "200")],
+            4,
+        );
+        m.count_with(
+            names::NYLAS_CALLS,
+            &[("Endpoint", "messages.get"), ("Status", "429")],
+            1,
+        );
+        m.count_with(
+            names::NYLAS_CALLS,
+            &[("Endpoint", "events.get"), ("Status", "200")],
+            2,
+        );
+        m.count_with(
+            names::NYLAS_CALLS,
+            &[("Endpoint", "messages.get"), ("Status", "200")],
+            1,
+        );
+        let lines = m.lines();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        let mut calls = Vec::new();
+        for l in &lines {
+            for m in validate_line(l).unwrap() {
+                if m.name == "NylasCalls" {
+                    let doc = parse(l);
+                    assert_eq!(m.dimensions, ["Function", "Endpoint", "Status"]);
+                    calls.push((
+                        doc["Endpoint"].as_str().unwrap().to_string(),
+                        doc["Status"].as_str().unwrap().to_string(),
+                        m.values[0],
+                    ));
+                }
+            }
+        }
+        calls.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        assert_eq!(
+            calls,
+            [
+                ("events.get".into(), "200".into(), 2.0),
+                ("messages.get".into(), "200".into(), 5.0),
+                ("messages.get".into(), "429".into(), 1.0)
+            ]
+        );
+        // The function-level count is published once, not once per line.
+        let records: usize = lines
+            .iter()
+            .filter(|l| parse(l).get("RecordsProcessed").is_some())
+            .count();
+        assert_eq!(records, 1);
+    }
+
+    #[test]
+    fn more_than_a_hundred_samples_are_split_across_lines() {
+        let mut m = emf();
+        for i in 0..250 {
+            m.sample(names::CHANGE_TO_STORE_LAG, Unit::Seconds, i as f64);
+        }
+        m.count(names::RECORDS_PROCESSED, 250);
+        let lines = m.lines();
+        assert_eq!(lines.len(), 3);
+        let mut all = Vec::new();
+        for l in &lines {
+            for m in validate_line(l).unwrap() {
+                if m.name == names::CHANGE_TO_STORE_LAG {
+                    assert!(m.values.len() <= MAX_VALUES_PER_METRIC);
+                    all.extend(m.values);
+                }
+            }
+        }
+        assert_eq!(all, (0..250).map(|i| i as f64).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn write_to_puts_one_newline_terminated_line_per_document() {
+        let mut m = emf();
+        m.count("A", 1);
+        let mut out = Vec::new();
+        m.write_to(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with('\n'));
+        assert_eq!(text.lines().count(), 1);
+        validate_line(text.trim_end()).unwrap();
+    }
+
+    #[test]
+    fn label_values_are_escaped_as_json() {
+        let mut m = emf();
+        m.count_with("A", &[("Reason", "quote\" and \\ and \n")], 1);
+        let line = &m.lines()[0];
+        validate_line(line).unwrap();
+        assert_eq!(parse(line)["Reason"], "quote\" and \\ and \n");
+    }
+
+    #[tokio::test]
+    async fn capture_collects_the_lines_of_its_own_task_only() {
+        let ((), lines) = capture(async {
+            let mut m = emf();
+            m.count("A", 1);
+            m.flush();
+        })
+        .await;
+        assert_eq!(lines.len(), 1);
+        validate_line(&lines[0]).unwrap();
+    }
 }

@@ -536,7 +536,8 @@ async fn the_scheduler_sends_ceil_n_over_10_batches_for_n_due_grants_and_skips_t
 
 #[tokio::test]
 async fn the_reconciler_and_the_scheduler_print_valid_emf_with_their_documented_names() {
-    use nylas_sync::metrics::{capture, validate_line};
+    use nylas_sync::metrics::capture;
+    use support::emf::validate_line;
     let p = Pipeline::start(options(60.0, no_sweep())).await;
     let g = started(&p).await;
     p.aws
