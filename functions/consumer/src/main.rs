@@ -24,7 +24,10 @@ async fn run() -> Result<(), Error> {
     };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let consumer = Arc::clone(&consumer);
-        async move { Ok::<SqsBatchResponse, Error>(consumer.handle(event.payload).await) }
+        let deadline = nylas_sync::clock::instant_at_unix_ms(event.context.deadline);
+        async move {
+            Ok::<SqsBatchResponse, Error>(consumer.handle_until(event.payload, deadline).await)
+        }
     }))
     .await
 }

@@ -48,6 +48,7 @@ impl SyncBackend {
                 bucket,
                 max_inline_object_bytes: DEFAULT_MAX_INLINE_OBJECT_BYTES,
                 observer: None,
+                reads: Default::default(),
             },
             grants: GrantStore {
                 ddb,

@@ -23,3 +23,10 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// The monotonic instant of a wall-clock time in Unix milliseconds (the Runtime API gives an
+/// invocation's deadline so); a time already past is now.
+pub fn instant_at_unix_ms(unix_ms: u64) -> std::time::Instant {
+    let left = unix_ms.saturating_sub(now_ms().max(0) as u64);
+    std::time::Instant::now() + std::time::Duration::from_millis(left)
+}

@@ -20,7 +20,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
@@ -39,6 +39,21 @@ use crate::store::{ObjectRef, ObjectState, ObjectStore, PutOutcome, Source, Stor
 use crate::versions;
 
 pub use crate::intent::FetchPolicy;
+
+/// What a batch keeps after its last fetch for the writes and the answer: a fetch still in
+/// flight this long before the invocation's deadline is cut off and its record retried.
+pub const WRITE_MARGIN: Duration = Duration::from_secs(5);
+
+/// The time a batch has when the caller gives no deadline: the template's 60 s timeout.
+pub const DEFAULT_BATCH_TIME: Duration = Duration::from_secs(60);
+
+/// How long a fetch started at `now` may take: until [`WRITE_MARGIN`] before `deadline`, or
+/// `None` if that moment has passed (the record is retried instead of fetched).
+pub fn fetch_time_left(now: Instant, deadline: Instant) -> Option<Duration> {
+    deadline
+        .checked_duration_since(now + WRITE_MARGIN)
+        .filter(|left| !left.is_zero())
+}
 
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
@@ -205,17 +220,26 @@ impl<S: NotificationSource> Consumer<S> {
         }
     }
 
-    /// Processes one SQS batch; the response lists the records to retry. Prints the batch's
-    /// metrics (EMF) when done.
+    /// Processes one SQS batch with [`DEFAULT_BATCH_TIME`]; see [`Consumer::handle_until`].
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        self.handle_until(event, Instant::now() + DEFAULT_BATCH_TIME)
+            .await
+    }
+
+    /// Processes one SQS batch that must be answered by `deadline` (the invocation's); the
+    /// response lists the records to retry. A fetch still in flight [`WRITE_MARGIN`] before the
+    /// deadline is cut off and its record retried, so a slow Nylas never times the invocation
+    /// out (which would return the whole batch, writes done or not). Prints the batch's metrics
+    /// (EMF) when done.
+    pub async fn handle_until(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
         let baseline = ConsumerBaseline::take(&self.counters, &self.nylas.calls);
-        let response = self.handle_batch(event).await;
+        let response = self.handle_batch(event, deadline).await;
         let lags = self.lag_samples.lock().map(|mut l| std::mem::take(&mut *l));
         baseline.emit(&self.counters, &self.nylas.calls, lags.unwrap_or_default());
         response
     }
 
-    async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
+    async fn handle_batch(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
         let records = event.records;
         ConsumerCounters::add(&self.counters.records, records.len() as u64);
         let mut failures: HashMap<String, Failure> = HashMap::new();
@@ -305,7 +329,7 @@ impl<S: NotificationSource> Consumer<S> {
         let results: Vec<(Vec<String>, Result<(), Failure>)> = stream::iter(groups.into_values())
             .map(|group| async move {
                 let ids = group.iter().map(|i| i.message_id.clone()).collect();
-                (ids, self.apply_group(group).await)
+                (ids, self.apply_group(group, deadline).await)
             })
             .buffer_unordered(self.settings.concurrency)
             .collect()
@@ -416,7 +440,7 @@ impl<S: NotificationSource> Consumer<S> {
     }
 
     /// Applies the newest intent of one object's group.
-    async fn apply_group(&self, mut group: Vec<Intent>) -> Result<(), Failure> {
+    async fn apply_group(&self, mut group: Vec<Intent>, deadline: Instant) -> Result<(), Failure> {
         group.sort_by_key(|i| i.version);
         let Some(newest) = group.last().cloned() else {
             return Ok(());
@@ -440,7 +464,7 @@ impl<S: NotificationSource> Consumer<S> {
             changed_at: Some(newest.time),
         };
         match action {
-            Action::Fetch => self.fetch_and_write(&newest).await,
+            Action::Fetch => self.fetch_and_write(&newest, deadline).await,
             Action::Tombstone => {
                 self.write(&state(None, newest.version, Source::Webhook))
                     .await?;
@@ -471,7 +495,7 @@ impl<S: NotificationSource> Consumer<S> {
                             && existing.content_hash != candidate.content_hash() =>
                     {
                         // A different state of the same second is stored: only Nylas knows which is current.
-                        self.fetch_and_write(&newest).await
+                        self.fetch_and_write(&newest, deadline).await
                     }
                     _ => Ok(()),
                 }
@@ -527,20 +551,34 @@ impl<S: NotificationSource> Consumer<S> {
         Ok(outcome)
     }
 
-    async fn fetch_and_write(&self, intent: &Intent) -> Result<(), Failure> {
+    async fn fetch_and_write(&self, intent: &Intent, deadline: Instant) -> Result<(), Failure> {
+        let out_of_time = || {
+            Failure::Retry(
+                None,
+                "the fetch would not answer before the invocation's deadline: record kept".into(),
+            )
+        };
+        let Some(time_left) = fetch_time_left(Instant::now(), deadline) else {
+            return Err(out_of_time());
+        };
         ConsumerCounters::add(&self.counters.fetched, 1);
         let grant = &intent.grant_id;
         // What the GET returns is versioned by when it began: a change made while it was in
         // flight carries a later notification time and must win over it.
         let read_began = self.clock.now_ms();
-        let fetched = match &intent.object_ref {
-            ObjectRef::Message { id } => self.nylas.get_message(grant, id).await,
-            ObjectRef::Event { calendar_id, id } => {
-                self.nylas.get_event(grant, calendar_id, id).await
+        let get = async {
+            match &intent.object_ref {
+                ObjectRef::Message { id } => self.nylas.get_message(grant, id).await,
+                ObjectRef::Event { calendar_id, id } => {
+                    self.nylas.get_event(grant, calendar_id, id).await
+                }
+                ObjectRef::Calendar { id } => self.nylas.get_calendar(grant, id).await,
+                ObjectRef::Folder { id } => self.nylas.get_folder(grant, id).await,
             }
-            ObjectRef::Calendar { id } => self.nylas.get_calendar(grant, id).await,
-            ObjectRef::Folder { id } => self.nylas.get_folder(grant, id).await,
         };
+        let fetched = tokio::time::timeout(time_left, get)
+            .await
+            .map_err(|_| out_of_time())?;
         let second = versions::webhook(intent.time);
         let state = |object: Option<Value>, version| ObjectState {
             grant_id: grant.clone(),
@@ -573,7 +611,11 @@ impl<S: NotificationSource> Consumer<S> {
             // One 401/403 must not switch a grant off for good: an API-key rotation would
             // switch off every grant a warm consumer touches. Ask Nylas about the grant itself.
             Err(NylasError::Unauthorized(status)) => {
-                match self.nylas.diagnose_unauthorized(grant).await {
+                let left = fetch_time_left(Instant::now(), deadline).ok_or_else(out_of_time)?;
+                let diagnosis = tokio::time::timeout(left, self.nylas.diagnose_unauthorized(grant))
+                    .await
+                    .map_err(|_| out_of_time())?;
+                match diagnosis {
                     Unauthorized::GrantRevoked => {
                         // The change is not lost: a re-authentication (25027) reactivates the
                         // grant with a catch-up from this notification's time.
@@ -770,5 +812,23 @@ impl ConsumerBaseline {
             );
         }
         m.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fetch_may_run_until_the_write_margin_before_the_deadline() {
+        let now = Instant::now();
+        let deadline = now + WRITE_MARGIN + Duration::from_secs(3);
+        assert_eq!(fetch_time_left(now, deadline), Some(Duration::from_secs(3)));
+        assert_eq!(fetch_time_left(now, now + WRITE_MARGIN), None);
+        assert_eq!(
+            fetch_time_left(now + Duration::from_secs(9), deadline),
+            None
+        );
+        assert_eq!(fetch_time_left(now, now), None);
     }
 }

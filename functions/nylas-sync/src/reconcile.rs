@@ -131,6 +131,9 @@ pub mod metric {
     /// Per job: seconds between the message cursor and the run's start (how far behind the grant was).
     pub const CURSOR_LAG: &str = "CursorLagSeconds";
     pub const NYLAS_CALLS: &str = "NylasCalls";
+    /// DynamoDB read units the invocation's reads of the objects table consumed (see
+    /// [`crate::store::ReadMeter`]): what a drift sweep slice costs, flat in the mailbox's size.
+    pub const STORE_READ_UNITS: &str = "StoreReadUnits";
     pub const ALL: &[&str] = &[
         GRANTS_RECONCILED,
         RUNS_SKIPPED,
@@ -141,6 +144,7 @@ pub mod metric {
         OBJECTS_RECOVERED,
         CURSOR_LAG,
         NYLAS_CALLS,
+        STORE_READ_UNITS,
     ];
 }
 
@@ -290,6 +294,7 @@ impl Reconciler {
     pub async fn handle(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
         let calls_before = self.nylas.calls.snapshot();
+        let reads_before = self.objects.reads.units();
         let mut emf = crate::metrics::Emf::new("reconciler");
         let (mut completed, mut skipped, mut failed, mut requeued) = (0u64, 0u64, 0u64, 0u64);
         let (mut pages, mut written, mut recovered) = (0u64, 0u64, 0u64);
@@ -352,7 +357,12 @@ impl Reconciler {
             .count(metric::RUNS_REQUEUED, requeued)
             .count(metric::PAGES, pages)
             .count(metric::OBJECTS_WRITTEN, written)
-            .count(metric::OBJECTS_RECOVERED, recovered);
+            .count(metric::OBJECTS_RECOVERED, recovered)
+            .sample(
+                metric::STORE_READ_UNITS,
+                crate::metrics::Unit::Count,
+                self.objects.reads.units() - reads_before,
+            );
         for (key, n) in self.nylas.calls.snapshot() {
             let n = n.saturating_sub(calls_before.get(&key).copied().unwrap_or(0));
             if let (Some((endpoint, status)), true) = (key.split_once(' '), n > 0) {

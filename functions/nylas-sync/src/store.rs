@@ -226,6 +226,94 @@ pub struct ObjectStore {
     pub max_inline_object_bytes: usize,
     /// Told of every write that took effect (the local stack measures change-to-store lag with it).
     pub observer: Option<WriteObserver>,
+    /// The read units this store's reads consumed (shared by its clones).
+    pub reads: std::sync::Arc<ReadMeter>,
+}
+
+/// DynamoDB read units consumed, counted from what each read returned by DynamoDB's billing
+/// rules ([`item_bytes`], [`read_half_units`]): a `Query` page bills the sum of its items rounded
+/// up to 4 KB, a `GetItem` or each item of a `BatchGetItem` its own size rounded up, and a strongly
+/// consistent read twice an eventually consistent one. Exact for whole items and for index
+/// queries (an index entry is what the index projects); a base-table query with a projection is
+/// billed for whole items, so there it counts low.
+#[derive(Debug, Default)]
+pub struct ReadMeter(std::sync::atomic::AtomicU64);
+
+impl ReadMeter {
+    /// Read units so far.
+    pub fn units(&self) -> f64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed) as f64 / 2.0
+    }
+
+    /// One `Query` page (or `Scan` page) that returned `items`.
+    fn page(&self, items: &[HashMap<String, AttributeValue>], consistent: bool) {
+        let bytes = items.iter().map(item_bytes).sum();
+        self.add(read_half_units(bytes, consistent));
+    }
+
+    /// `GetItem` or `BatchGetItem`: each item rounded up on its own (a miss still costs a read).
+    fn items(&self, items: &[&HashMap<String, AttributeValue>], misses: usize, consistent: bool) {
+        let half: u64 = items
+            .iter()
+            .map(|i| read_half_units(item_bytes(i), consistent))
+            .sum::<u64>()
+            + misses as u64 * read_half_units(0, consistent);
+        self.add(half);
+    }
+
+    fn add(&self, half_units: u64) {
+        self.0
+            .fetch_add(half_units, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// An item's size as DynamoDB bills it: each attribute's name plus its value.
+pub fn item_bytes(item: &HashMap<String, AttributeValue>) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_bytes(v)).sum()
+}
+
+/// A value's size by DynamoDB's rules: strings and binaries their length, a number about one
+/// byte per two significant digits plus one, null and booleans one byte, a list or map 3 bytes
+/// plus one per element plus the elements (and a map's key names).
+pub fn value_bytes(v: &AttributeValue) -> usize {
+    let number = |n: &str| {
+        let digits = n
+            .trim_start_matches('-')
+            .split(['e', 'E'])
+            .next()
+            .unwrap_or_default()
+            .replace('.', "");
+        let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
+        significant.div_ceil(2) + 1
+    };
+    match v {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(n) => number(n),
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::Ss(v) => v.iter().map(String::len).sum(),
+        AttributeValue::Ns(v) => v.iter().map(|n| number(n)).sum(),
+        AttributeValue::Bs(v) => v.iter().map(|b| b.as_ref().len()).sum(),
+        AttributeValue::L(v) => 3 + v.iter().map(|e| 1 + value_bytes(e)).sum::<usize>(),
+        AttributeValue::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, e)| 1 + k.len() + value_bytes(e))
+                .sum::<usize>()
+        }
+        _ => 0,
+    }
+}
+
+/// Read units, in halves, of one read of `bytes`: 4 KB blocks (at least one), a half unit each
+/// when eventually consistent, a whole one when strongly consistent.
+pub fn read_half_units(bytes: usize, consistent: bool) -> u64 {
+    let blocks = bytes.div_ceil(4096).max(1) as u64;
+    if consistent {
+        blocks * 2
+    } else {
+        blocks
+    }
 }
 
 /// A write that took effect.
@@ -520,6 +608,10 @@ impl ObjectStore {
             .send()
             .await
             .map_err(dynamo_err)?;
+        match &out.item {
+            Some(item) => self.reads.items(&[item], 0, true),
+            None => self.reads.items(&[], 1, true),
+        }
         Ok(out.item)
     }
 
@@ -564,6 +656,7 @@ impl ObjectStore {
                 q = q.projection_expression("grant_id, sk");
             }
             let page = q.send().await.map_err(dynamo_err)?;
+            self.reads.page(page.items(), true);
             items.extend(page.items.unwrap_or_default());
             match page.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
@@ -587,6 +680,7 @@ impl ObjectStore {
             .send()
             .await
             .map_err(dynamo_err)?;
+        self.reads.page(page.items(), true);
         let keys = page.items.unwrap_or_default();
         self.delete_keys(&keys).await
     }
@@ -710,6 +804,7 @@ impl ObjectStore {
                 .send()
                 .await
                 .map_err(dynamo_err)?;
+            self.reads.page(page.items(), true);
             for mut item in page.items.unwrap_or_default() {
                 if !resolve_bodies {
                     item.remove("body_ref");
@@ -749,6 +844,7 @@ impl ObjectStore {
                 .send()
                 .await
                 .map_err(dynamo_err)?;
+            self.reads.page(page.items(), false);
             for item in page.items.unwrap_or_default() {
                 let Some(id) = item
                     .get("sk")
@@ -797,6 +893,7 @@ impl ObjectStore {
             .send()
             .await
             .map_err(dynamo_err)?;
+        self.reads.page(page.items(), false);
         Ok(page.count() > 0)
     }
 
@@ -823,6 +920,7 @@ impl ObjectStore {
                 .send()
                 .await
                 .map_err(dynamo_err)?;
+            self.reads.page(page.items(), true);
             for item in page.items.unwrap_or_default() {
                 let deleted = item
                     .get("deleted")
@@ -867,6 +965,7 @@ impl ObjectStore {
                 .send()
                 .await
                 .map_err(dynamo_err)?;
+            self.reads.page(page.items(), false);
             for item in page.items.unwrap_or_default() {
                 if let Some(AttributeValue::S(sk)) = item.get("sk") {
                     if let Some(cal) = sk
@@ -925,11 +1024,21 @@ impl ObjectStore {
                     .send()
                     .await
                     .map_err(dynamo_err)?;
-                for item in out
+                let returned = out
                     .responses
                     .and_then(|mut r| r.remove(&self.table))
-                    .unwrap_or_default()
-                {
+                    .unwrap_or_default();
+                let unprocessed = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|ka| ka.keys)
+                    .unwrap_or_default();
+                let misses = pending
+                    .len()
+                    .saturating_sub(returned.len() + unprocessed.len());
+                self.reads
+                    .items(&returned.iter().collect::<Vec<_>>(), misses, true);
+                for item in returned {
                     let sk = item
                         .get("sk")
                         .and_then(|v| v.as_s().ok())
@@ -951,11 +1060,7 @@ impl ObjectStore {
                         },
                     );
                 }
-                pending = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .map(|ka| ka.keys)
-                    .unwrap_or_default();
+                pending = unprocessed;
             }
             if !pending.is_empty() {
                 return Err(StoreError::Dynamo("batch get left unprocessed keys".into()));
@@ -1043,6 +1148,42 @@ fn existing_of(item: &HashMap<String, AttributeValue>) -> Existing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn item_sizes_follow_dynamodbs_rules() {
+        let item = HashMap::from([
+            ("grant_id".to_string(), s("g1")),
+            ("n".to_string(), n(12345)),
+            ("b".to_string(), AttributeValue::Bool(true)),
+        ]);
+        // 8 + 2, 1 + (3 + 1), 1 + 1
+        assert_eq!(item_bytes(&item), 17);
+        assert_eq!(value_bytes(&AttributeValue::N("100".into())), 2);
+        assert_eq!(value_bytes(&AttributeValue::N("-0.00150".into())), 2);
+        let map = AttributeValue::M(HashMap::from([("a".to_string(), s("xy"))]));
+        assert_eq!(value_bytes(&map), 3 + 1 + 1 + 2);
+        let list = AttributeValue::L(vec![s("xy"), AttributeValue::Null(true)]);
+        assert_eq!(value_bytes(&list), 3 + (1 + 2) + (1 + 1));
+    }
+
+    #[test]
+    fn reads_bill_4kb_blocks_and_consistency_doubles_them() {
+        assert_eq!(
+            read_half_units(0, false),
+            1,
+            "a read that finds nothing still costs"
+        );
+        assert_eq!(read_half_units(4096, false), 1);
+        assert_eq!(read_half_units(4097, false), 2);
+        assert_eq!(read_half_units(4097, true), 4);
+        let meter = ReadMeter::default();
+        let small = HashMap::from([("sk".to_string(), s("message#1"))]);
+        // One query page of 100 small items is one block; 100 gets are 100.
+        meter.page(&vec![small.clone(); 100], false);
+        assert_eq!(meter.units(), 0.5);
+        meter.items(&vec![&small; 100], 0, true);
+        assert_eq!(meter.units(), 100.5);
+    }
 
     #[test]
     fn an_object_goes_to_the_bucket_only_as_far_as_it_must() {

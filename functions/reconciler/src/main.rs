@@ -2,7 +2,6 @@
 //! All logic lives in `nylas_sync::reconcile`; the run checkpoints before the invocation's deadline.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -24,16 +23,8 @@ async fn run() -> Result<(), Error> {
     };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let reconciler = Arc::clone(&reconciler);
-        async move {
-            // The runtime gives the deadline as wall-clock milliseconds.
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-            let left = Duration::from_millis(event.context.deadline.saturating_sub(now_ms));
-            let deadline = Instant::now() + left;
-            Ok::<SqsBatchResponse, Error>(reconciler.handle(event.payload, deadline).await)
-        }
+        let deadline = nylas_sync::clock::instant_at_unix_ms(event.context.deadline);
+        async move { Ok::<SqsBatchResponse, Error>(reconciler.handle(event.payload, deadline).await) }
     }))
     .await
 }

@@ -26,6 +26,22 @@ pub struct Results {
     pub invocation: Option<InvocationRun>,
     #[serde(default)]
     pub hostile: Option<HostileRun>,
+    #[serde(default)]
+    pub sweep: Vec<SweepRun>,
+}
+
+/// One drift sweep slice by the release reconciler binary, against a store of a given size.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct SweepRun {
+    /// Messages the store held (the slice's and the older ones).
+    pub stored_messages: u64,
+    pub in_slice: u64,
+    /// The invocation's `StoreReadUnits` (DynamoDB read units of the objects table).
+    pub read_units: f64,
+    /// Process CPU from the event handed over to the next request for work.
+    pub cpu_ms: f64,
+    pub peak_rss_after_init_kib: u64,
+    pub peak_rss_kib: u64,
 }
 
 /// One path through a release binary under the Runtime API stand-in: the process's CPU from
@@ -618,6 +634,46 @@ pub fn render(r: &Results) -> String {
             }
         }
         let _ = writeln!(o);
+    }
+
+    let _ = writeln!(o, "### Drift sweep: one slice against the mailbox's size (release reconciler under the Runtime API stand-in, moto)\n");
+    if r.sweep.is_empty() {
+        let _ = writeln!(o, "_not measured in this run_\n");
+    } else {
+        let _ = writeln!(o, "One reconcile job with a forced sweep of the recent window (`DRIFT_OLDER_SLICES=0`), the slice holding the same synced mailbox each time, the store holding more and more older messages (2 KB each) besides it. Target: read units and memory flat from the smallest store to the largest.\n");
+        let _ = writeln!(o, "| messages stored | in the slice | **DynamoDB read units** (`StoreReadUnits`) | peak RSS after init | **peak RSS after the sweep** | CPU |");
+        let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|");
+        for f in &r.sweep {
+            let _ = writeln!(
+                o,
+                "| {} | {} | **{}** | {} | **{}** | {:.1} ms |",
+                f.stored_messages,
+                f.in_slice,
+                f.read_units,
+                mib(f.peak_rss_after_init_kib),
+                mib(f.peak_rss_kib),
+                f.cpu_ms
+            );
+        }
+        let reads: Vec<f64> = r.sweep.iter().map(|f| f.read_units).collect();
+        let rss: Vec<f64> = r.sweep.iter().map(|f| f.peak_rss_kib as f64).collect();
+        let spread = |v: &[f64]| {
+            let (lo, hi) = v
+                .iter()
+                .fold((f64::MAX, 0.0f64), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+            if lo > 0.0 {
+                hi / lo
+            } else {
+                f64::INFINITY
+            }
+        };
+        let _ = writeln!(
+            o,
+            "\nLargest over smallest: read units {:.2}×, peak RSS {:.2}× (flat: ≤ 1.10×): {}.\n",
+            spread(&reads),
+            spread(&rss),
+            verdict(spread(&reads) <= 1.10 && spread(&rss) <= 1.10)
+        );
     }
 
     let _ = writeln!(o, "### Scheduler fan-out against moto (default settings: 4 scan segments, 16 batches in flight, delay jitter)\n");

@@ -117,6 +117,18 @@ enum Command {
         #[arg(long, default_value_t = 14)]
         seed: u64,
     },
+    /// One drift sweep slice by the release reconciler binary against stores of rising size
+    /// (moto): DynamoDB read units, peak RSS and CPU, which must not grow with the mailbox.
+    Sweep {
+        #[arg(long)]
+        bin_dir: PathBuf,
+        /// Messages stored outside the slice, one run each.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        sizes: Vec<u64>,
+        /// Messages in the slice (the emulated mailbox, synced first).
+        #[arg(long, default_value_t = 50)]
+        in_slice: usize,
+    },
     /// (Internal) an open-loop load generator: signed POSTs at a fixed rate; prints JSON.
     Load {
         #[arg(long)]
@@ -226,6 +238,17 @@ fn main() -> Result<(), Error> {
         } => {
             let e = runtime.block_on(end_to_end(&rates, step_seconds, pollers, body_bytes))?;
             Results::update(&results, |r| r.end_to_end = Some(e))?;
+        }
+        Command::Sweep {
+            bin_dir,
+            sizes,
+            in_slice,
+        } => {
+            let mut runs = Vec::new();
+            for n in sizes {
+                runs.push(runtime.block_on(sweep(&bin_dir, n, in_slice))?);
+            }
+            Results::update(&results, |r| r.sweep = runs)?;
         }
         Command::Load {
             url,
@@ -684,24 +707,35 @@ impl Intercept for CallCounter {
 }
 
 async fn seed_grants(ddb: &aws_sdk_dynamodb::Client, table: &str, n: u64) -> Result<(), Error> {
-    let ids: Vec<u64> = (0..n).collect();
-    let results: Vec<Result<(), Error>> = stream::iter(ids.chunks(25).map(<[u64]>::to_vec))
+    let items = (0..n).map(|i| {
+        HashMap::from([
+            (
+                "grant_id".to_string(),
+                AttributeValue::S(format!("grant-{i:07}")),
+            ),
+            ("status".to_string(), AttributeValue::S("active".into())),
+            (
+                "status_version".to_string(),
+                AttributeValue::N("1000".into()),
+            ),
+            ("provider".to_string(), AttributeValue::S("google".into())),
+        ])
+    });
+    batch_put(ddb, table, items).await
+}
+
+/// Writes `items` with `BatchWriteItem` (25 a call, 8 calls at a time, unprocessed ones retried).
+async fn batch_put(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    items: impl Iterator<Item = HashMap<String, AttributeValue>>,
+) -> Result<(), Error> {
+    let items: Vec<_> = items.collect();
+    let results: Vec<Result<(), Error>> = stream::iter(items.chunks(25).map(<[_]>::to_vec))
         .map(|chunk| async move {
             let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|i| {
-                    let item = HashMap::from([
-                        (
-                            "grant_id".to_string(),
-                            AttributeValue::S(format!("grant-{i:07}")),
-                        ),
-                        ("status".to_string(), AttributeValue::S("active".into())),
-                        (
-                            "status_version".to_string(),
-                            AttributeValue::N("1000".into()),
-                        ),
-                        ("provider".to_string(), AttributeValue::S("google".into())),
-                    ]);
+                .into_iter()
+                .map(|item| {
                     WriteRequest::builder()
                         .put_request(
                             PutRequest::builder()
@@ -723,7 +757,7 @@ async fn seed_grants(ddb: &aws_sdk_dynamodb::Client, table: &str, n: u64) -> Res
                     _ => return Ok(()),
                 }
             }
-            Err("grants left unprocessed".into())
+            Err("items left unprocessed".into())
         })
         .buffer_unordered(8)
         .collect()
@@ -1341,6 +1375,209 @@ async fn hostile(bin_dir: &Path, events: usize, seed: u64) -> Result<figures::Ho
         out.events, out.answered, out.invocation_errors, out.status_5xx, out.signed_posts, out.enqueued, out.enqueued_unsigned
     );
     Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The drift sweep against the mailbox's size.
+
+/// One drift sweep slice by the release reconciler binary, under the Runtime API stand-in,
+/// against a store holding `stored` messages besides the slice's: the reconciler's
+/// `StoreReadUnits` for the invocation, its peak RSS and CPU. The slice (the recent window, the
+/// older slices switched off) holds the emulator's mailbox of `in_slice` messages, synced first;
+/// the other messages are older, so a sweep bounded by the slice reads none of them.
+async fn sweep(bin_dir: &Path, stored: u64, in_slice: usize) -> Result<figures::SweepRun, Error> {
+    use nylas_sync::jobs::{JobKind, ReconcileJob};
+    moto_endpoint()?;
+    let aws = support::Aws::connect().await;
+    let objects = aws.create_table("bench-sweep-objects", true).await;
+    let grants = aws.create_table("bench-sweep-grants", false).await;
+    let bucket = aws.create_bucket("bench-sweep-payloads").await;
+    let reconcile = aws.create_queue("bench-sweep-reconcile").await;
+    let emulator = nylas_emulator::Emulator::start(nylas_emulator::EmulatorConfig {
+        grants: 1,
+        initial_messages_per_grant: in_slice,
+        initial_events_per_grant: 0,
+        recurring_series_per_grant: 0,
+        ..Default::default()
+    })
+    .await?;
+    let grant = emulator.grant_ids().remove(0);
+    let config: Vec<(String, String)> = vec![
+        ("OBJECTS_TABLE".into(), objects.clone()),
+        ("GRANTS_TABLE".into(), grants),
+        ("PAYLOAD_BUCKET".into(), bucket),
+        ("RECONCILE_QUEUE_URL".into(), reconcile),
+        ("NYLAS_API_URI".into(), emulator.base_url()),
+        ("NYLAS_API_KEY".into(), emulator.api_key().to_string()),
+        // One slice: the recent window, not the walk through older ones.
+        ("DRIFT_OLDER_SLICES".into(), "0".into()),
+    ];
+
+    // The grant synced (in this process, by the library), then the older mail added.
+    let env: HashMap<&str, &str> = config
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let reconciler = nylas_sync::reconcile::Reconciler::from_env(&env).await?;
+    reconciler
+        .grants
+        .set_status(&grant, nylas_sync::grants::GrantStatus::Active, 1, &[])
+        .await?;
+    let synced = reconciler
+        .run(
+            &ReconcileJob::new(grant.clone(), JobKind::Incremental, None),
+            Instant::now() + Duration::from_secs(120),
+        )
+        .await?;
+    if synced.written < in_slice as u64 {
+        return Err(format!("the first sync wrote {} objects", synced.written).into());
+    }
+    let now = emulator.now();
+    let filled = Instant::now();
+    batch_put(
+        &aws.ddb(),
+        &objects,
+        (0..stored).map(|i| older_message(&grant, i, now, stored)),
+    )
+    .await?;
+    eprintln!(
+        "sweep: {stored} older messages stored in {:.1} s",
+        filled.elapsed().as_secs_f64()
+    );
+
+    // The release reconciler, one job with a forced sweep.
+    let mut api = RuntimeApi::start().await?;
+    let mut env = lambda_env("reconciler", &api.endpoint());
+    env.extend(config);
+    let mut child = tokio::process::Command::new(bin_dir.join("reconciler"))
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().ok_or("no pid")?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let lines = tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut out = Vec::new();
+        let mut reader = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(l)) = reader.next_line().await {
+            out.push(l);
+        }
+        out
+    });
+    match api.next_call(Duration::from_secs(10)).await {
+        Some(c) if c.kind == CallKind::Next => {}
+        other => return Err(format!("the reconciler did not start ({other:?})").into()),
+    }
+    let peak_after_init = procfs::peak_rss_kib(pid)?;
+    let mut job = ReconcileJob::new(grant.clone(), JobKind::Incremental, None);
+    job.force_sweep = true;
+    let mut record = SqsMessage::default();
+    record.message_id = Some("00000000-0000-4000-8000-000000000001".into());
+    record.receipt_handle = Some("rh-sweep".into());
+    record.body = Some(serde_json::to_string(&job)?);
+    record.event_source = Some("aws:sqs".into());
+    let mut event = SqsEvent::default();
+    event.records.push(record);
+    let cpu_before = procfs::cpu(pid)?;
+    let id = api.invoke(serde_json::to_vec(&event)?);
+    let answer = loop {
+        match api.next_call(Duration::from_secs(300)).await {
+            Some(c) => match c.kind {
+                CallKind::Response { request_id, body } if request_id == id => break body,
+                CallKind::Next => continue,
+                other => return Err(format!("unexpected answer: {other:?}").into()),
+            },
+            None => return Err("the reconciler did not answer within 300 s".into()),
+        }
+    };
+    match api.next_call(Duration::from_secs(30)).await {
+        Some(c) if c.kind == CallKind::Next => {}
+        other => return Err(format!("expected a request for work, got {other:?}").into()),
+    }
+    let cpu = procfs::cpu(pid)? - cpu_before;
+    let peak = procfs::peak_rss_kib(pid)?;
+    let failures: serde_json::Value = serde_json::from_slice(&answer)?;
+    if failures["batchItemFailures"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty())
+    {
+        return Err(format!("the reconcile job failed: {failures}").into());
+    }
+    // Its stdout to the end: the process is stopped first, so nothing is still being written.
+    child.start_kill()?;
+    let _ = child.wait().await;
+    let lines = lines.await?;
+    let swept = lines.iter().any(|l| {
+        serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v["fields"]["swept"] == true)
+    });
+    let read_units: f64 = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| match &v["StoreReadUnits"] {
+            serde_json::Value::Array(a) => Some(a.iter().filter_map(|x| x.as_f64()).sum()),
+            other => other.as_f64(),
+        })
+        .sum();
+    if !swept {
+        return Err("the reconcile run did not sweep".into());
+    }
+    emulator.shutdown().await;
+    let run = figures::SweepRun {
+        stored_messages: stored + in_slice as u64,
+        in_slice: in_slice as u64,
+        read_units,
+        cpu_ms: cpu.as_secs_f64() * 1000.0,
+        peak_rss_after_init_kib: peak_after_init,
+        peak_rss_kib: peak,
+    };
+    eprintln!(
+        "sweep: {} stored, {} in the slice: {} read units, peak RSS {} KiB, {:.1} ms CPU",
+        run.stored_messages, run.in_slice, run.read_units, run.peak_rss_kib, run.cpu_ms
+    );
+    Ok(run)
+}
+
+/// A message as the store keeps it (the item `ObjectStore::put_if_newer` writes), received
+/// between 30 days and about five years before `now`: outside the sweep's recent window.
+fn older_message(grant: &str, i: u64, now: i64, of: u64) -> HashMap<String, AttributeValue> {
+    let s = |v: &str| AttributeValue::S(v.to_string());
+    let n = |v: i64| AttributeValue::N(v.to_string());
+    let id = format!("older-{i:07}");
+    let date = now - 30 * 86_400 - (i as i64 * (1_800 * 86_400) / of.max(1) as i64);
+    let flags = AttributeValue::M(HashMap::from([
+        ("folders".to_string(), AttributeValue::L(vec![s("INBOX")])),
+        ("unread".to_string(), AttributeValue::Bool(i % 3 == 0)),
+        ("starred".to_string(), AttributeValue::Bool(false)),
+    ]));
+    let mut object = HashMap::from([
+        ("id".to_string(), s(&id)),
+        ("grant_id".to_string(), s(grant)),
+        ("object".to_string(), s("message")),
+        ("date".to_string(), n(date)),
+        ("subject".to_string(), s("An older message")),
+        ("body".to_string(), s(&"x".repeat(2_000))),
+    ]);
+    if let AttributeValue::M(f) = &flags {
+        object.extend(f.clone());
+    }
+    HashMap::from([
+        ("grant_id".to_string(), s(grant)),
+        ("sk".to_string(), s(&format!("message#{id}"))),
+        ("kind".to_string(), s("message")),
+        ("object_id".to_string(), s(&id)),
+        ("version".to_string(), n(date * 1000)),
+        ("deleted".to_string(), AttributeValue::Bool(false)),
+        ("content_hash".to_string(), s(&format!("{i:064x}"))),
+        ("source".to_string(), s("reconcile")),
+        ("written_at".to_string(), n(date * 1000)),
+        (nylas_sync::store::DATE_ATTRIBUTE.to_string(), n(date)),
+        (nylas_sync::store::FLAGS_ATTRIBUTE.to_string(), flags),
+        ("object".to_string(), AttributeValue::M(object)),
+    ])
 }
 
 // ---------------------------------------------------------------------------------------------

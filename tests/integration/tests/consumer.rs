@@ -1182,3 +1182,61 @@ async fn a_fetch_in_flight_when_its_grant_is_deleted_leaves_nothing_behind() {
     assert!(left.is_empty(), "payloads left: {left:?}");
     let _ = big;
 }
+
+#[tokio::test]
+async fn a_fetch_that_cannot_answer_before_the_deadline_keeps_its_record_and_the_batch_answers() {
+    // Lossless issue, judgement: ten fetches of ~31 s worst case each (8 at a time) exceed the
+    // consumer's 60 s timeout, and a timed-out invocation returns the whole batch, written or
+    // not. A fetch still in flight WRITE_MARGIN before the deadline is cut off instead.
+    let p = Pipeline::start(fast_clock()).await;
+    p.register_grants().await;
+    let g = p.grant();
+    // Neither message's webhook is consumed here (no settle): only the batches below write.
+    let slow_one = p.emulator.create_message(&g, MessageSpec::default());
+    let full_one = p.emulator.create_message(&g, MessageSpec::default());
+    let id = id_of(&slow_one);
+
+    // Nylas never answers the GET of the truncated notification; the full-object notification
+    // in the same batch needs no fetch.
+    let proxy = HoldingProxy::start(&p.emulator.base_url(), &format!("/messages/{id}")).await;
+    let slow = p.consumer_via(&proxy.uri).await;
+    let truncated = notification("message.updated.truncated", p.emulator.now(), &slow_one);
+    let mut batch = record(&truncated);
+    batch.records.extend(
+        record(&notification(
+            "message.created",
+            p.emulator.now(),
+            &full_one,
+        ))
+        .records,
+    );
+    let fetched_record = batch.records[0].message_id.clone().expect("id");
+    let deadline = std::time::Instant::now()
+        + nylas_sync::consumer::WRITE_MARGIN
+        + std::time::Duration::from_millis(300);
+    let response = slow.handle_until(batch, deadline).await;
+    proxy.release.notify_one();
+
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(
+        failed,
+        [fetched_record],
+        "only the fetch's record is retried"
+    );
+    assert!(
+        p.stored(&g, &message(&id_of(&full_one))).await.is_some(),
+        "the rest of the batch was written"
+    );
+    assert!(p.stored(&g, &message(&id)).await.is_none());
+    // The retried record, given time, stores the message.
+    let retried = p.consumer.handle(record(&truncated)).await;
+    assert!(retried.batch_item_failures.is_empty());
+    assert_eq!(
+        p.stored(&g, &message(&id)).await.and_then(|s| s.object),
+        Some(slow_one)
+    );
+}

@@ -2,7 +2,7 @@
 //! (expansion, exceptions, cancelled and deleted occurrences), `events/import`, calendar updates
 //! and deletes, iCloud's one-year limit, and the seeded calendar content.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

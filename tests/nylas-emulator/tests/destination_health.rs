@@ -3,7 +3,7 @@
 //! emulated hours of failing (then nothing is sent, and what is not sent is counted),
 //! `PUT /v3/webhooks/{id}` to pause or reactivate, and the test controls.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Fault injection, the emulated clock, seeded activity, and the `/_emulator` controls.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

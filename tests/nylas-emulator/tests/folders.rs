@@ -2,7 +2,7 @@
 //! one folder, 404 once deleted, the `folder.*` notifications, the truth, the control API and
 //! the seeded folder activity.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

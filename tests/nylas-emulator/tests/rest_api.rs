@@ -1,6 +1,6 @@
 //! The `/v3` REST API over real HTTP: auth, envelopes, errors, pagination, filters, rate limits.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! 429 vs the provider's, 504 after the request timeout, expiring page tokens, gzip answers,
 //! `send-test-event`.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::time::{Duration, Instant};

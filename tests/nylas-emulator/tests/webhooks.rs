@@ -1,7 +1,7 @@
 //! Webhook destinations and deliveries over real HTTP: challenge, signatures, rotation, payload
 //! shapes, truncation, gzip, retries, grant lifecycle and silent mode.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
