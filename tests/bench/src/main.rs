@@ -1512,7 +1512,8 @@ async fn sweep(bin_dir: &Path, stored: u64, in_slice: usize) -> Result<figures::
     let _ = child.wait().await;
     let lines = lines.await?;
     let swept = lines.iter().any(|l| {
-        serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v["fields"]["swept"] == true)
+        serde_json::from_str::<serde_json::Value>(l)
+            .is_ok_and(|v| v["swept"] == true || v["fields"]["swept"] == true)
     });
     let read_units: f64 = lines
         .iter()
@@ -1523,7 +1524,7 @@ async fn sweep(bin_dir: &Path, stored: u64, in_slice: usize) -> Result<figures::
         })
         .sum();
     if !swept {
-        return Err("the reconcile run did not sweep".into());
+        return Err(format!("the reconcile run did not sweep: {lines:#?}").into());
     }
     emulator.shutdown().await;
     let run = figures::SweepRun {
