@@ -36,6 +36,23 @@ pub struct ReconcileJob {
     /// Run the drift sweep whatever the run count (operator request, end of a test scenario).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force_sweep: bool,
+    /// Unix seconds when the scheduler sent it (scheduled runs only): see [`superseded`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_at: Option<i64>,
+}
+
+/// Whether a run that began after `job` was scheduled (`last_run_started`, Unix s) already did
+/// its work. When the reconcile queue falls behind, the scheduler's next tick sends another job
+/// for every grant not yet reconciled: without this, each duplicate would list the grant again,
+/// doubling the calls to Nylas just when the system is behind. Only a plain scheduled run is
+/// ever superseded: continuations, backfills, catch-ups, purges and forced sweeps carry work no
+/// other run redoes. Dropping one wrongly costs only a delay, never a change: runs list from
+/// the stored cursor.
+pub fn superseded(job: &ReconcileJob, last_run_started: Option<i64>) -> bool {
+    job.kind == JobKind::Incremental
+        && job.page_token.is_none()
+        && !job.force_sweep
+        && matches!((job.scheduled_at, last_run_started), (Some(at), Some(started)) if started > at)
 }
 
 impl ReconcileJob {
@@ -47,6 +64,7 @@ impl ReconcileJob {
             page_token: None,
             poll_start: None,
             force_sweep: false,
+            scheduled_at: None,
         }
     }
 }
@@ -128,5 +146,48 @@ impl JobQueue {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scheduled(at: i64) -> ReconcileJob {
+        ReconcileJob {
+            scheduled_at: Some(at),
+            ..ReconcileJob::new("g", JobKind::Incremental, None)
+        }
+    }
+
+    #[test]
+    fn a_scheduled_run_is_superseded_only_by_a_run_that_began_after_it_was_sent() {
+        assert!(superseded(&scheduled(100), Some(101)));
+        assert!(!superseded(&scheduled(100), Some(100)));
+        assert!(!superseded(&scheduled(100), Some(99)));
+        assert!(!superseded(&scheduled(100), None));
+        let unscheduled = ReconcileJob::new("g", JobKind::Incremental, None);
+        assert!(!superseded(&unscheduled, Some(1_000)));
+    }
+
+    #[test]
+    fn work_no_other_run_redoes_is_never_superseded() {
+        for kind in [JobKind::Backfill, JobKind::CatchUp, JobKind::Purge] {
+            let job = ReconcileJob {
+                kind,
+                ..scheduled(100)
+            };
+            assert!(!superseded(&job, Some(200)), "{kind:?}");
+        }
+        let continuation = ReconcileJob {
+            page_token: Some("t".into()),
+            ..scheduled(100)
+        };
+        assert!(!superseded(&continuation, Some(200)));
+        let sweep = ReconcileJob {
+            force_sweep: true,
+            ..scheduled(100)
+        };
+        assert!(!superseded(&sweep, Some(200)));
     }
 }

@@ -402,6 +402,19 @@ impl Reconciler {
             written: 0,
             swept: false,
         };
+        if job.scheduled_at.is_some() {
+            // One read, no lease taken and no Nylas call, for a duplicate the scheduler sent
+            // while the queue was behind.
+            let last_started = self
+                .grants
+                .get(&job.grant_id)
+                .await?
+                .and_then(|g| g.last_reconcile_at);
+            if crate::jobs::superseded(job, last_started) {
+                self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                return Ok(report);
+            }
+        }
         let Some(grant) = self
             .grants
             .acquire_lease(&job.grant_id, &owner, now_ms, self.settings.lease_ms)

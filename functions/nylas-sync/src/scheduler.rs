@@ -159,10 +159,11 @@ impl Scheduler {
                 let jobs: Vec<(ReconcileJob, i32)> = chunk
                     .into_iter()
                     .map(|g| {
-                        (
-                            ReconcileJob::new(g, JobKind::Incremental, None),
-                            self.jitter(),
-                        )
+                        let job = ReconcileJob {
+                            scheduled_at: Some(now_s),
+                            ..ReconcileJob::new(g, JobKind::Incremental, None)
+                        };
+                        (job, self.jitter())
                     })
                     .collect();
                 self.jobs.send_batch(&jobs).await.map(|_| jobs.len() as u64)

@@ -1072,3 +1072,54 @@ async fn missed_folder_webhooks_are_repaired_by_the_sweep() {
     assert!(again.swept);
     assert_eq!(p.diff_folders_against_truth().await, Vec::<String>::new());
 }
+
+/// A clock stopped at one Unix second.
+struct At(i64);
+
+impl nylas_sync::clock::Clock for At {
+    fn now_ms(&self) -> i64 {
+        self.0 * 1000
+    }
+}
+
+#[tokio::test]
+async fn a_job_the_scheduler_sent_again_while_the_queue_was_behind_costs_no_nylas_call() {
+    // Lossless issue, judgement: the scheduler enqueues every grant not reconciled recently,
+    // whether or not a job for it is still queued; behind a backlog, each tick adds one more.
+    let p = Pipeline::start(PipelineOptions::default()).await;
+    p.register_grants().await;
+    let g = p.grant();
+    let now = p.emulator.now();
+    let tick = |at: i64| Scheduler {
+        grants: p.reconciler.grants.clone(),
+        jobs: p.reconciler.jobs.clone(),
+        settings: SchedulerSettings {
+            interval_s: 60,
+            spread_s: 0,
+            ..SchedulerSettings::default()
+        },
+        clock: Arc::new(At(at)),
+    };
+    // Two ticks a minute apart, and no job ran in between: two jobs for the grant.
+    assert_eq!(tick(now - 120).fan_out().await.unwrap().grants, 1);
+    assert_eq!(tick(now - 60).fan_out().await.unwrap().grants, 1);
+    let jobs: Vec<ReconcileJob> = p
+        .aws
+        .drain(&p.reconcile_queue)
+        .await
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect();
+    assert_eq!(jobs.len(), 2);
+    assert!(jobs.iter().all(|j| j.grant_id == g));
+
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let first = p.reconciler.run(&jobs[0], deadline).await.unwrap();
+    assert_eq!(first.outcome, RunOutcome::Completed);
+    let calls = p.emulator.stats().api.total;
+    assert!(calls > 0);
+    // The first ran after the second was sent: it did the second's work.
+    let second = p.reconciler.run(&jobs[1], deadline).await.unwrap();
+    assert_eq!(second.outcome, RunOutcome::Skipped);
+    assert_eq!(p.emulator.stats().api.total, calls, "no Nylas call");
+}
