@@ -686,7 +686,7 @@ impl ObjectStore {
     }
 
     /// Deletes up to 1,000 of the grant's payloads in the bucket (`bodies/<grant>/`,
-    /// `objects/<grant>/`). Returns how many were deleted (0: nothing is left).
+    /// `objects/<grant>/`, and its claim-checked notifications, `notifications/<grant>/`). Returns how many were deleted (0: nothing is left).
     pub async fn purge_payloads(&self, grant_id: &str) -> Result<u64, StoreError> {
         use aws_sdk_s3::types::{Delete, ObjectIdentifier};
         let s3_err = |e: String| StoreError::S3(e);
@@ -694,6 +694,7 @@ impl ObjectStore {
         for prefix in [
             format!("bodies/{grant_id}/"),
             format!("objects/{grant_id}/"),
+            crate::enqueue_request::grant_notifications_prefix(grant_id),
         ] {
             let listed = self
                 .s3

@@ -1130,7 +1130,7 @@ async fn a_message_too_large_for_an_item_without_a_large_body_is_stored_and_read
 #[tokio::test]
 async fn a_fetch_in_flight_when_its_grant_is_deleted_leaves_nothing_behind() {
     // Lossless issue, defect 5 (a fetch in flight wrote after the purge; the S3 bodies under
-    // bodies/<grant>/ were never deleted).
+    // bodies/<grant>/ were never deleted, nor the grant's claim-checked notifications).
     let p = Pipeline::start(fast_clock()).await;
     p.register_grants().await;
     let g = p.grant();
@@ -1143,12 +1143,15 @@ async fn a_fetch_in_flight_when_its_grant_is_deleted_leaves_nothing_behind() {
     );
     let m = p.emulator.create_message(&g, MessageSpec::default());
     p.settle(SETTLE).await;
-    assert!(p
-        .aws
-        .keys(&p.bucket)
-        .await
-        .iter()
-        .any(|k| k.starts_with(&format!("bodies/{g}/"))));
+    let keys = p.aws.keys(&p.bucket).await;
+    assert!(keys.iter().any(|k| k.starts_with(&format!("bodies/{g}/"))));
+    // Its notification was too large for SQS: claim-checked in the grant's folder (invariant 8:
+    // a purge removes claim checks too).
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with(&format!("notifications/{g}/"))),
+        "{keys:?}"
+    );
 
     let proxy =
         HoldingProxy::start(&p.emulator.base_url(), &format!("/messages/{}", id_of(&m))).await;
