@@ -8,7 +8,6 @@
 //! id, not by a hash of its content, which would be a second full pass over a 1 MiB body.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
 use aws_sdk_s3::operation::put_object::PutObjectInput;
 use aws_sdk_s3::primitives::ByteStream;
@@ -16,7 +15,7 @@ use aws_sdk_sqs::operation::send_message::SendMessageInput;
 use aws_sdk_sqs::types::MessageAttributeValue;
 
 use crate::notification::Routing;
-use crate::queue::{attr, ClaimCheck, EnqueueError, Placement};
+use crate::queue::{attr, claim_check_key, ClaimCheck, EnqueueError, Placement};
 
 /// Where the requests go and when a body leaves SQS for S3.
 #[derive(Debug, Clone)]
@@ -66,50 +65,6 @@ fn sqs_accepts(body: &str) -> bool {
         .all(|i| !(b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF))))
 }
 
-/// `notifications/<grant id>/<notification id>.json`, or `notifications/<notification id>.json`
-/// for a notification that names no grant: a grant's purge deletes its folder (invariant 8), and
-/// the bucket's lifecycle expires the rest. A redelivery of the same notification lands on the
-/// same object (it differs at most in `webhook_delivery_attempt`), as a content hash would make
-/// it, without hashing the body again. Ids are printable ASCII of at most 256 bytes (checked by
-/// the routing parse); anything but `[A-Za-z0-9._-]` is percent-encoded, so each id is one path
-/// segment whatever it holds, and a flat key never falls inside a grant's folder.
-fn payload_key(routing: &Routing<'_>) -> String {
-    let id = routing.id.as_bytes();
-    let grant = routing.grant_id.as_deref().unwrap_or_default().as_bytes();
-    let mut key =
-        String::with_capacity("notifications//.json".len() + (grant.len() + id.len()) * 3);
-    key.push_str(NOTIFICATIONS_PREFIX);
-    if !grant.is_empty() {
-        push_segment(&mut key, grant);
-        key.push('/');
-    }
-    push_segment(&mut key, id);
-    key.push_str(".json");
-    key
-}
-
-/// Where claim-checked notifications are kept in the payload bucket.
-pub const NOTIFICATIONS_PREFIX: &str = "notifications/";
-
-/// The folder of a grant's claim-checked notifications (see [`payload_key`]).
-pub fn grant_notifications_prefix(grant_id: &str) -> String {
-    let mut key = String::from(NOTIFICATIONS_PREFIX);
-    push_segment(&mut key, grant_id.as_bytes());
-    key.push('/');
-    key
-}
-
-fn push_segment(key: &mut String, bytes: &[u8]) {
-    for &b in bytes {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
-            key.push(char::from(b));
-        } else {
-            // Writing to a String cannot fail.
-            let _ = write!(key, "%{b:02X}");
-        }
-    }
-}
-
 /// Builds the requests that [`crate::sqs_queue::SqsNotificationSink`] sends for `body`.
 pub fn build(
     destination: &Destination,
@@ -124,7 +79,7 @@ pub fn build(
     } else {
         let check = ClaimCheck {
             bucket: destination.bucket.clone(),
-            key: payload_key(routing),
+            key: claim_check_key(routing),
             bytes: body.len() as u64,
         };
         let put = PutObjectInput::builder()
@@ -235,11 +190,11 @@ mod tests {
             |id: &str| claim_check_key(&text.replace(r#""id":"n-1""#, &format!(r#""id":"{id}""#)));
         assert_eq!(key("n-1"), "notifications/g-1/n-1.json");
         assert_eq!(key("a/../b%c"), "notifications/g-1/a%2F..%2Fb%25c.json");
-        assert!(key("n-1").starts_with(&grant_notifications_prefix("g-1")));
+        assert!(key("n-1").starts_with(&crate::queue::grant_notifications_prefix("g-1")));
         let odd_grant =
             claim_check_key(&text.replace(r#""grant_id":"g-1""#, r#""grant_id":"../x""#));
         assert_eq!(odd_grant, "notifications/..%2Fx/n-1.json");
-        assert!(odd_grant.starts_with(&grant_notifications_prefix("../x")));
+        assert!(odd_grant.starts_with(&crate::queue::grant_notifications_prefix("../x")));
         // A notification that names no grant is kept outside every grant's folder.
         let no_grant = claim_check_key(&text.replace(r#","grant_id":"g-1""#, ""));
         assert_eq!(no_grant, "notifications/n-1.json");

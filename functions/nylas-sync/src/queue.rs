@@ -8,6 +8,7 @@
 //! The SQS and S3 adapters live in [`crate::sqs_queue`]; [`crate::enqueue_request`] builds the
 //! ingest's requests. This module depends on neither.
 
+use std::fmt::Write as _;
 use std::future::Future;
 use std::time::Duration;
 
@@ -306,6 +307,50 @@ pub fn stand_in_notification(record: &SqsMessage, now_s: i64) -> Option<String> 
         })
         .to_string(),
     )
+}
+
+/// `notifications/<grant id>/<notification id>.json`, or `notifications/<notification id>.json`
+/// for a notification that names no grant: a grant's purge deletes its folder (invariant 8), and
+/// the bucket's lifecycle expires the rest. A redelivery of the same notification lands on the
+/// same object (it differs at most in `webhook_delivery_attempt`), as a content hash would make
+/// it, without hashing the body again. Ids are printable ASCII of at most 256 bytes (checked by
+/// the routing parse); anything but `[A-Za-z0-9._-]` is percent-encoded, so each id is one path
+/// segment whatever it holds, and a flat key never falls inside a grant's folder.
+pub fn claim_check_key(routing: &Routing<'_>) -> String {
+    let id = routing.id.as_bytes();
+    let grant = routing.grant_id.as_deref().unwrap_or_default().as_bytes();
+    let mut key =
+        String::with_capacity("notifications//.json".len() + (grant.len() + id.len()) * 3);
+    key.push_str(NOTIFICATIONS_PREFIX);
+    if !grant.is_empty() {
+        push_segment(&mut key, grant);
+        key.push('/');
+    }
+    push_segment(&mut key, id);
+    key.push_str(".json");
+    key
+}
+
+/// Where claim-checked notifications are kept in the payload bucket.
+pub const NOTIFICATIONS_PREFIX: &str = "notifications/";
+
+/// The folder of a grant's claim-checked notifications (see [`claim_check_key`]).
+pub fn grant_notifications_prefix(grant_id: &str) -> String {
+    let mut key = String::from(NOTIFICATIONS_PREFIX);
+    push_segment(&mut key, grant_id.as_bytes());
+    key.push('/');
+    key
+}
+
+fn push_segment(key: &mut String, bytes: &[u8]) {
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            key.push(char::from(b));
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(key, "%{b:02X}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -694,7 +694,7 @@ impl ObjectStore {
         for prefix in [
             format!("bodies/{grant_id}/"),
             format!("objects/{grant_id}/"),
-            crate::enqueue_request::grant_notifications_prefix(grant_id),
+            crate::queue::grant_notifications_prefix(grant_id),
         ] {
             let listed = self
                 .s3
