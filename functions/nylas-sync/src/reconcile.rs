@@ -231,6 +231,14 @@ pub enum LeaseMiss {
     Defer(i32),
 }
 
+/// Whether a run lists the grant's calendars, or takes the ones the store holds. Calendar
+/// webhooks keep them current and the drift sweep repairs what a lost one missed (it needs the
+/// listing to tombstone a calendar Nylas deleted), so a plain incremental run spends no call on
+/// them; a first sync, a backfill, a catch-up and a run that sweeps list them.
+pub fn lists_calendars(kind: JobKind, synced_before: bool, sweeps: bool) -> bool {
+    sweeps || !synced_before || kind != JobKind::Incremental
+}
+
 /// A continuation (a listing position or a poll start), a backfill or a catch-up that finds its
 /// active grant's lease held waits until the lease can expire; anything else is dropped.
 pub fn when_lease_unavailable(job: &ReconcileJob, grant: Option<&Grant>, now_ms: i64) -> LeaseMiss {
@@ -661,21 +669,32 @@ impl Reconciler {
         run.messages_cursor = Some(poll_start);
 
         // Calendars, then events per calendar.
-        let read_began = self.clock.now_ms();
-        let calendars = self.list_all(g, "calendars", &[]).await?;
+        let sweep_due = job.force_sweep
+            || job.kind == JobKind::CatchUp
+            || grant.runs_since_sweep + 1 >= self.settings.sweep_every_runs;
         let mut calendar_ids = Vec::new();
-        let items = calendars
-            .into_iter()
-            .filter_map(|c| {
-                let id = c.get("id")?.as_str()?.to_string();
-                calendar_ids.push(id.clone());
-                Some((ObjectRef::Calendar { id }, Some(c)))
-            })
-            .collect();
-        self.upsert_listed(g, items, read_began, poll_start, run)
-            .await?;
+        let calendars_listed =
+            lists_calendars(job.kind, grant.messages_received_after.is_some(), sweep_due);
+        if calendars_listed {
+            let read_began = self.clock.now_ms();
+            let calendars = self.list_all(g, "calendars", &[]).await?;
+            let items = calendars
+                .into_iter()
+                .filter_map(|c| {
+                    let id = c.get("id")?.as_str()?.to_string();
+                    calendar_ids.push(id.clone());
+                    Some((ObjectRef::Calendar { id }, Some(c)))
+                })
+                .collect();
+            self.upsert_listed(g, items, read_began, poll_start, run)
+                .await?;
+        } else {
+            for r in self.objects.live_refs(g, "calendar#").await? {
+                calendar_ids.push(r.id().to_string());
+            }
+        }
         let spans = self.event_spans(grant, poll_start);
-        for cal in &calendar_ids {
+        'calendars: for cal in &calendar_ids {
             let cal_since = match job.kind {
                 JobKind::Incremental => grant
                     .events_updated_after
@@ -694,13 +713,13 @@ impl Reconciler {
                 // series unexpanded).
                 let first_time = !grant.events_updated_after.contains_key(cal);
                 let read_began = self.clock.now_ms();
-                let events = if job.kind == JobKind::Backfill || first_time {
+                let listed = if job.kind == JobKind::Backfill || first_time {
                     self.list_all(
                         g,
                         IMPORT,
                         &[("calendar_id", cal), ("start", &start), ("end", &end)],
                     )
-                    .await?
+                    .await
                 } else {
                     self.list_all(
                         g,
@@ -714,7 +733,31 @@ impl Reconciler {
                             ("show_cancelled", "true"),
                         ],
                     )
-                    .await?
+                    .await
+                };
+                let events = match listed {
+                    // A calendar the store holds that Nylas no longer knows (its
+                    // calendar.deleted was lost or is still queued): once a GET confirms it,
+                    // it goes with its events, as the sweep would do.
+                    // Not counted as missed: when the calendar went is unknown, and its
+                    // webhook may still be on the way.
+                    Err(ReconcileError::Nylas(NylasError::NotFound)) if !calendars_listed => {
+                        let id = cal.clone();
+                        let counting = std::mem::replace(&mut run.count_missed, false);
+                        let gone = self
+                            .confirm_gone(g, ObjectRef::Calendar { id }, run)
+                            .await?;
+                        if gone {
+                            self.tombstone_calendar_events(g, cal, versions::read(read_began), run)
+                                .await?;
+                        }
+                        run.count_missed = counting;
+                        if gone {
+                            continue 'calendars;
+                        }
+                        return Err(NylasError::NotFound.into());
+                    }
+                    listed => listed?,
                 };
                 self.upsert_listed(
                     g,
@@ -737,10 +780,7 @@ impl Reconciler {
         }
 
         // Drift sweep.
-        let due = job.force_sweep
-            || job.kind == JobKind::CatchUp
-            || grant.runs_since_sweep + 1 >= self.settings.sweep_every_runs;
-        if due
+        if sweep_due
             && deadline.saturating_duration_since(Instant::now()) > self.settings.safety_margin * 2
         {
             self.sweep(grant, &calendar_ids, poll_start, deadline, run)
@@ -1233,6 +1273,19 @@ fn event_item(calendar_id: &str, event: Value) -> Option<(ObjectRef, Option<Valu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_plain_incremental_run_of_a_synced_grant_takes_the_stored_calendars() {
+        assert!(!lists_calendars(JobKind::Incremental, true, false));
+        assert!(lists_calendars(JobKind::Incremental, true, true), "a sweep");
+        assert!(
+            lists_calendars(JobKind::Incremental, false, false),
+            "a first sync"
+        );
+        for kind in [JobKind::Backfill, JobKind::CatchUp] {
+            assert!(lists_calendars(kind, true, false), "{kind:?}");
+        }
+    }
 
     fn grant(status: GrantStatus, lease_until: Option<i64>) -> Grant {
         Grant {

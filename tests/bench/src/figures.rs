@@ -40,6 +40,9 @@ pub struct SweepRun {
     pub read_units: f64,
     /// Process CPU from the event handed over to the next request for work.
     pub cpu_ms: f64,
+    /// Wall time from the event handed over to the answer (moto's answers dominate it).
+    #[serde(default)]
+    pub wall_ms: f64,
     pub peak_rss_after_init_kib: u64,
     pub peak_rss_kib: u64,
 }
@@ -641,18 +644,19 @@ pub fn render(r: &Results) -> String {
         let _ = writeln!(o, "_not measured in this run_\n");
     } else {
         let _ = writeln!(o, "One reconcile job with a forced sweep of the recent window (`DRIFT_OLDER_SLICES=0`), the slice holding the same synced mailbox each time, the store holding more and more older messages (2 KB each) besides it. Target: read units and memory flat from the smallest store to the largest.\n");
-        let _ = writeln!(o, "| messages stored | in the slice | **DynamoDB read units** (`StoreReadUnits`) | peak RSS after init | **peak RSS after the sweep** | CPU |");
-        let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(o, "| messages stored | in the slice | **DynamoDB read units** (`StoreReadUnits`) | peak RSS after init | **peak RSS after the sweep** | CPU | wall time |");
+        let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|---:|");
         for f in &r.sweep {
             let _ = writeln!(
                 o,
-                "| {} | {} | **{}** | {} | **{}** | {:.1} ms |",
+                "| {} | {} | **{}** | {} | **{}** | {:.1} ms | {:.1} s |",
                 f.stored_messages,
                 f.in_slice,
                 f.read_units,
                 mib(f.peak_rss_after_init_kib),
                 mib(f.peak_rss_kib),
-                f.cpu_ms
+                f.cpu_ms,
+                f.wall_ms / 1000.0
             );
         }
         let reads: Vec<f64> = r.sweep.iter().map(|f| f.read_units).collect();

@@ -1483,6 +1483,7 @@ async fn sweep(bin_dir: &Path, stored: u64, in_slice: usize) -> Result<figures::
     let mut event = SqsEvent::default();
     event.records.push(record);
     let cpu_before = procfs::cpu(pid)?;
+    let sent = Instant::now();
     let id = api.invoke(serde_json::to_vec(&event)?);
     let answer = loop {
         match api.next_call(Duration::from_secs(300)).await {
@@ -1494,6 +1495,7 @@ async fn sweep(bin_dir: &Path, stored: u64, in_slice: usize) -> Result<figures::
             None => return Err("the reconciler did not answer within 300 s".into()),
         }
     };
+    let wall = sent.elapsed();
     match api.next_call(Duration::from_secs(30)).await {
         Some(c) if c.kind == CallKind::Next => {}
         other => return Err(format!("expected a request for work, got {other:?}").into()),
@@ -1532,12 +1534,18 @@ async fn sweep(bin_dir: &Path, stored: u64, in_slice: usize) -> Result<figures::
         in_slice: in_slice as u64,
         read_units,
         cpu_ms: cpu.as_secs_f64() * 1000.0,
+        wall_ms: wall.as_secs_f64() * 1000.0,
         peak_rss_after_init_kib: peak_after_init,
         peak_rss_kib: peak,
     };
     eprintln!(
-        "sweep: {} stored, {} in the slice: {} read units, peak RSS {} KiB, {:.1} ms CPU",
-        run.stored_messages, run.in_slice, run.read_units, run.peak_rss_kib, run.cpu_ms
+        "sweep: {} stored, {} in the slice: {} read units, peak RSS {} KiB, {:.1} ms CPU, {:.1} s",
+        run.stored_messages,
+        run.in_slice,
+        run.read_units,
+        run.peak_rss_kib,
+        run.cpu_ms,
+        run.wall_ms / 1000.0
     );
     Ok(run)
 }
