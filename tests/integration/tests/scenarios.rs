@@ -1,6 +1,8 @@
-//! The local stack's scenarios, short: after an endpoint outage, and after chaos (drops,
-//! duplicates, reordering, a 429 storm, 5xx and consumer crashes mid-batch), the nylas-sync
-//! hybrid's store equals the emulator's truth once traffic stops and its final reconcile ran.
+//! The local stack's scenarios, short: after an endpoint outage, after chaos (drops,
+//! duplicates, reordering, a 429 storm, 5xx and consumer crashes mid-batch), and after the
+//! faults scenario (a big mailbox, slow answers during changes, a grant deleted while a reconcile
+//! of it runs, expired credentials, bursts of 429), the nylas-sync hybrid's store equals the
+//! emulator's truth once traffic stops and its final reconcile ran.
 
 use local_stack::scenario::{run, ScenarioConfig, ScenarioName};
 
@@ -47,6 +49,40 @@ async fn after_chaos_the_hybrid_converges() {
         report.hybrid().map(|h| &h.differences)
     );
     assert!(report.consumer_crashes > 0, "{}", report.table());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_slow_answers_a_big_mailbox_a_deleted_grant_expired_credentials_and_429s_the_hybrid_converges(
+) {
+    support::endpoint();
+    let mut config = ScenarioConfig::new(ScenarioName::Faults);
+    config.grants = 4;
+    config.traffic_seconds = 30;
+    config.events_per_minute = 1.0;
+    config.big_mailbox = 600;
+    let report = run(config).await.expect("scenario runs");
+    let hybrid = report.hybrid().expect("hybrid row");
+    assert!(
+        report.converged(),
+        "{}\n{:?}",
+        report.table(),
+        hybrid.differences
+    );
+    // The faults happened.
+    let faults = report
+        .faults
+        .as_ref()
+        .expect("the faults scenario reports its faults");
+    assert!(faults.big_mailbox >= 600, "{}", report.table());
+    assert!(faults.answers_held_back > 0, "{}", report.table());
+    assert!(faults.answers_429 > 0, "{}", report.table());
+    assert!(
+        faults.deleted_grant_objects_before > 0,
+        "the deleted grant had data in the store before:\n{}",
+        report.table()
+    );
+    assert!(faults.expired_grant_401s > 0, "{}", report.table());
+    assert!(faults.changes_while_expired > 0, "{}", report.table());
 }
 
 #[tokio::test]

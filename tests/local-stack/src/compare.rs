@@ -1,5 +1,6 @@
 //! Compares a store with the emulator's ground truth: what is missing, stale (present with a
-//! different state), or resurrected (deleted in Nylas, live in the store).
+//! different state), or resurrected (deleted in Nylas, live in the store; every live object the
+//! store still holds for a deleted grant counts as resurrected too).
 
 use std::collections::HashMap;
 
@@ -35,7 +36,9 @@ impl Completeness {
 /// Cancelled events count as deleted. An event the store does not hold is missing only inside
 /// the events window the reconciler mirrors (taken at the truth's time; see
 /// `nylas_sync::event_window`); an event it does hold must equal Nylas's wherever it lies.
-/// Calendars are not compared (they change rarely and the store keeps them only once listed).
+/// Calendars are not compared (they change rarely and the store keeps them only once listed),
+/// except under a deleted grant: there, whatever the store still holds live (messages, events,
+/// calendars, folders) is resurrected.
 pub async fn compare(
     store: &ObjectStore,
     truth: &Truth,
@@ -100,6 +103,13 @@ pub async fn compare_within(
                 (Some(_), Some(_)) => result.stale.push(key),
                 (None, Some(got)) if !got.deleted => result.resurrected.push(key),
                 (None, _) => {}
+            }
+        }
+    }
+    for grant in &truth.deleted_grant_ids {
+        for o in store.list_grant(grant).await? {
+            if !o.deleted {
+                result.resurrected.push(format!("{grant} {}", o.sort_key));
             }
         }
     }

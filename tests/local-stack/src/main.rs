@@ -44,6 +44,9 @@ struct Args {
     /// Changes per emulated minute per grant.
     #[arg(long)]
     events_per_minute: Option<f64>,
+    /// Messages the first grant's big mailbox starts with (scenario faults; default 2000).
+    #[arg(long)]
+    big_mailbox: Option<usize>,
     /// Only host the ingest on --listen (for curl, cargo lambda or your own sender).
     #[arg(long)]
     serve: bool,
@@ -160,6 +163,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn run_scenario(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = ScenarioConfig::new(args.scenario);
     config.progress = true;
+    if let Some(n) = args.big_mailbox {
+        config.big_mailbox = n;
+    }
     if let Some(g) = args.grants {
         config.grants = g;
     }

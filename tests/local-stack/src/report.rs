@@ -34,7 +34,30 @@ pub struct Report {
     pub notifications: u64,
     pub webhooks_dropped: u64,
     pub consumer_crashes: u64,
+    /// The faults scenario's faults, as planned and as they happened.
+    pub faults: Option<FaultsReport>,
     pub strategies: Vec<StrategyReport>,
+}
+
+/// What the faults scenario did, measured at the emulator.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultsReport {
+    pub description: String,
+    /// The grant with the big mailbox, and how many messages it started with.
+    pub big_grant: Option<String>,
+    pub big_mailbox: usize,
+    /// REST answers a slow window held back.
+    pub answers_held_back: u64,
+    /// REST answers 429, over every strategy.
+    pub answers_429: u64,
+    pub deleted_grant: String,
+    /// Live objects the nylas-sync hybrid held for the deleted grant just before its deletion.
+    pub deleted_grant_objects_before: usize,
+    pub expired_grant: String,
+    /// 401 answers to requests about the expired grant, over every strategy.
+    pub expired_grant_401s: u64,
+    /// Notifications Nylas held back while the grant was expired (replayed at its re-authentication).
+    pub changes_while_expired: u64,
 }
 
 impl Report {
@@ -56,6 +79,12 @@ impl Report {
             "scenario {}: {} grants, {:.0} emulated minutes in {:.0} s (time scale {}x), {} notifications, {} dropped after retries, {} consumer crashes\n\n",
             self.scenario, self.grants, self.emulated_minutes, self.real_seconds, self.time_scale, self.notifications, self.webhooks_dropped, self.consumer_crashes
         );
+        if let Some(f) = &self.faults {
+            out.push_str(&format!(
+                "faults: {}\n  seen: {} answers held back, {} answers 429, deleted grant held {} objects before, expired grant got {} 401s and {} changes while expired\n\n",
+                f.description, f.answers_held_back, f.answers_429, f.deleted_grant_objects_before, f.expired_grant_401s, f.changes_while_expired
+            ));
+        }
         out.push_str(&format!(
             "{:<28} {:>10} {:>10} {:>12} {:>15} {:>10} {:>10} {:>8} {:>6} {:>12}\n",
             "strategy",

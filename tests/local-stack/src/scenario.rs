@@ -23,7 +23,9 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
-use nylas_emulator::{Emulator, EmulatorConfig, FaultWindow, Faults};
+use nylas_emulator::{
+    Emulator, EmulatorConfig, FaultWindow, Faults, MessageSpec, SlowWindow, Stats,
+};
 use nylas_sync::aws::{self, AwsTimeouts};
 use nylas_sync::clock::Clock;
 use nylas_sync::consumer::{Consumer, ConsumerCounters};
@@ -35,7 +37,7 @@ use nylas_sync::scheduler::{Scheduler, SchedulerSettings};
 use nylas_sync::store::WriteEvent;
 
 use crate::compare::{compare, Completeness};
-use crate::report::{Report, StrategyReport};
+use crate::report::{FaultsReport, Report, StrategyReport};
 use crate::SqsPoller;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -46,6 +48,9 @@ pub enum ScenarioName {
     Outage,
     /// Drops, duplicates, reordering, a 429 storm, 5xx and consumer crashes mid-batch.
     Chaos,
+    /// A big mailbox, slow REST answers during changes, a grant deleted while a reconcile of it
+    /// runs, a grant whose credentials expire and come back, and bursts of 429s.
+    Faults,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +66,10 @@ pub struct ScenarioConfig {
     pub seed: u64,
     /// Print a progress line while running.
     pub progress: bool,
+    /// Messages the first grant starts with on top of the usual few, dated back over
+    /// `big_mailbox_years` (the faults scenario's big mailbox; 0 = none).
+    pub big_mailbox: usize,
+    pub big_mailbox_years: i64,
 }
 
 impl ScenarioConfig {
@@ -69,14 +78,20 @@ impl ScenarioConfig {
             scenario,
             grants: 5,
             time_scale: 60.0,
-            traffic_seconds: if scenario == ScenarioName::Smoke {
-                40
-            } else {
-                90
+            traffic_seconds: match scenario {
+                ScenarioName::Smoke => 40,
+                ScenarioName::Faults => 60,
+                _ => 90,
             },
             events_per_minute: 0.6,
             seed: 42,
             progress: false,
+            big_mailbox: if scenario == ScenarioName::Faults {
+                2000
+            } else {
+                0
+            },
+            big_mailbox_years: 3,
         }
     }
 }
@@ -298,6 +313,7 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
         ..EmulatorConfig::default()
     })
     .await?;
+    let big_mailbox = seed_big_mailbox(&emulator, &config);
     // Unique per run, so runs can share one moto (the tests run two at once).
     static RUNS: AtomicU64 = AtomicU64::new(0);
     let run_id = format!(
@@ -333,6 +349,11 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
         ]);
         if kind == Kind::SeedHybrid {
             env.insert("FETCH_POLICY", "always".into());
+        }
+        if config.big_mailbox > 0 {
+            // The whole mailbox is synced from the start, big one included.
+            let days = config.big_mailbox_years * 366 + 30;
+            env.insert("BACKFILL_DAYS", days.to_string());
         }
         if kind == Kind::PollingOnly || kind == Kind::SeedHybrid {
             // The cookbook polls received_after the last sync, with no overlap.
@@ -401,15 +422,21 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
         });
     }
 
-    // The same starting point: one reconcile per grant, then forget those writes.
-    for s in &strategies {
-        for g in emulator.grant_ids() {
-            s.reconciler
-                .run(&ReconcileJob::new(g, JobKind::Incremental, None), far())
-                .await?;
+    // The same starting point: one reconcile per grant, then forget those writes (the
+    // strategies side by side, as they share nothing).
+    let initial = strategies.iter().map(|s| {
+        let grants = emulator.grant_ids();
+        async move {
+            for g in grants {
+                s.reconciler
+                    .run(&ReconcileJob::new(g, JobKind::Incremental, None), far())
+                    .await?;
+            }
+            s.writes.lock().map(|mut w| w.clear()).ok();
+            Ok::<(), nylas_sync::reconcile::ReconcileError>(())
         }
-        s.writes.lock().map(|mut w| w.clear()).ok();
-    }
+    });
+    futures::future::try_join_all(initial).await?;
     let calls_before: Vec<u64> = strategies
         .iter()
         .map(|s| s.reconciler.nylas.calls.total())
@@ -424,6 +451,7 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
         0
     };
     let mut workers = Vec::new();
+    let mut timers = Vec::new();
     for s in &strategies {
         if let (Some(poller), Some(consumer)) = (s.notifications.clone(), s.consumer.clone()) {
             let stop = Arc::clone(&stop);
@@ -470,7 +498,7 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
             let stop = Arc::clone(&stop);
             let interval =
                 Duration::from_secs_f64(s.kind.poll_interval().unwrap_or(1800) as f64 / scale);
-            workers.push(tokio::spawn(async move {
+            timers.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(interval);
                 tick.tick().await; // the first tick is now: the initial reconcile just ran
                 while !stop.load(Ordering::Relaxed) {
@@ -505,18 +533,52 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
                 Duration::from_secs(900),
             ));
         }
+        ScenarioName::Faults => {
+            let at = |f: f64| t0 + (config.traffic_seconds as f64 * scale * f) as i64;
+            let span =
+                |f: f64| Duration::from_secs((config.traffic_seconds as f64 * scale * f) as u64);
+            faults.slow_windows.push(SlowWindow::starting_at(
+                at(SLOW_FROM),
+                span(SLOW_UNTIL - SLOW_FROM),
+                SLOW_DELAY,
+            ));
+            for f in BURSTS_AT {
+                faults
+                    .api_429_windows
+                    .push(FaultWindow::starting_at(at(f), BURST_LENGTH));
+            }
+            faults.retry_after_secs = Some(2);
+        }
     }
+    let plan = FaultPlan::new(&config, &emulator, &faults, big_mailbox);
     emulator.set_faults(faults);
     for g in emulator.grant_ids() {
         emulator.set_events_per_minute(&g, config.events_per_minute);
     }
     emulator.resume_activity();
-    let traffic_end = Instant::now() + Duration::from_secs(config.traffic_seconds);
+    let traffic_start = Instant::now();
+    let traffic_end = traffic_start + Duration::from_secs(config.traffic_seconds);
+    let mut steps = plan
+        .as_ref()
+        .map(|p| p.steps(config.traffic_seconds))
+        .unwrap_or_default();
+    let mut observed = FaultsObserved::default();
     while Instant::now() < traffic_end {
         if config.progress {
             progress(&emulator, &strategies, "traffic", started, &crashes, t0);
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        while steps
+            .first()
+            .is_some_and(|(at, _)| traffic_start + *at <= Instant::now())
+        {
+            let (_, step) = steps.remove(0);
+            step.run(&emulator, &strategies, &mut observed).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Steps not yet run (a very short run) run now, in order: every fault happens.
+    for (_, step) in steps {
+        step.run(&emulator, &strategies, &mut observed).await?;
     }
     emulator.pause_activity();
     emulator.set_faults(Faults::default());
@@ -555,6 +617,11 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     stop.store(true, Ordering::Relaxed);
+    // A scheduler waits for its next tick (up to its interval): stopped at once, as it only
+    // sends jobs and the final polls below follow. The pollers finish the batch in hand.
+    for t in timers {
+        t.abort();
+    }
     for w in workers {
         let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
     }
@@ -586,6 +653,7 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
         notifications: emulator.stats().webhooks.notifications,
         webhooks_dropped: emulator.stats().webhooks.deliveries.dropped_after_retries,
         consumer_crashes: crashes.load(Ordering::Relaxed),
+        faults: plan.map(|p| p.report(&emulator.stats(), observed)),
         strategies: Vec::new(),
     };
     for (i, s) in strategies.iter().enumerate() {
@@ -866,5 +934,209 @@ async fn print_run(
             r.outcome, r.pages, r.written, r.recovered, reconciler.nylas.calls.total()
         ),
         Err(e) => println!("{grant}: failed: {e}"),
+    }
+}
+
+// The faults scenario's plan, as fractions of the traffic time.
+/// Every REST answer held back `SLOW_DELAY` (real time) from `SLOW_FROM` to `SLOW_UNTIL`.
+const SLOW_FROM: f64 = 0.10;
+const SLOW_UNTIL: f64 = 0.40;
+const SLOW_DELAY: Duration = Duration::from_secs(2);
+/// A reconcile of the doomed grant starts at `DELETE_TICK`; the grant is deleted at `DELETE_AT`,
+/// with that run's answers still held back.
+const DELETE_TICK: f64 = 0.22;
+const DELETE_AT: f64 = 0.25;
+/// Credentials expire at `EXPIRE_AT` (a reconcile tick follows at once and meets the 401) and
+/// come back at `REAUTH_AT`; the grant's mailbox keeps changing meanwhile.
+const EXPIRE_AT: f64 = 0.33;
+const REAUTH_AT: f64 = 0.70;
+/// Bursts of 429 (`Retry-After: 2`), each opened by a reconcile tick of every grant.
+const BURSTS_AT: [f64; 3] = [0.45, 0.60, 0.80];
+const BURST_LENGTH: Duration = Duration::from_secs(150);
+
+/// Seeds the first grant's big mailbox (silently: it predates the webhooks), dates spread
+/// evenly over `big_mailbox_years` back from an hour ago. Returns how many messages it has.
+fn seed_big_mailbox(emulator: &Emulator, config: &ScenarioConfig) -> usize {
+    let Some(grant) = emulator.grant_ids().into_iter().next() else {
+        return 0;
+    };
+    if config.big_mailbox == 0 {
+        return 0;
+    }
+    let now = emulator.now();
+    let span = config.big_mailbox_years.max(1) * 365 * 86_400;
+    let n = config.big_mailbox as i64;
+    emulator.set_silent(true);
+    for i in 0..n {
+        let date = now - 3600 - span * i / n - (i * 7919) % 3600;
+        emulator.create_message(
+            &grant,
+            MessageSpec {
+                date: Some(date),
+                unread: Some(i % 3 == 0),
+                ..MessageSpec::default()
+            },
+        );
+    }
+    emulator.set_silent(false);
+    emulator
+        .truth()
+        .grants
+        .iter()
+        .find(|g| g.grant_id == grant)
+        .map_or(0, |g| g.messages.len())
+}
+
+/// Who the faults scenario picks: the first grant holds the big mailbox, the second is
+/// deleted, the third expires and re-authenticates.
+struct FaultPlan {
+    big_grant: Option<String>,
+    big_mailbox: usize,
+    deleted: String,
+    expired: String,
+    description: String,
+}
+
+/// What the run saw happen, as it happened.
+#[derive(Default)]
+struct FaultsObserved {
+    deleted_grant_objects_before: usize,
+}
+
+enum Step {
+    /// What a scheduler tick sends: a reconcile of the grant (of every grant that exists, if
+    /// none is named), for every strategy that polls.
+    Tick(Option<String>),
+    Delete(String),
+    Expire(String),
+    Reauthenticate(String),
+}
+
+impl Step {
+    async fn run(
+        &self,
+        emulator: &Emulator,
+        strategies: &[Strategy],
+        observed: &mut FaultsObserved,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        match self {
+            Step::Tick(grant) => {
+                let grants = match grant {
+                    Some(g) => vec![g.clone()],
+                    None => emulator.grant_ids(),
+                };
+                for s in strategies
+                    .iter()
+                    .filter(|s| s.kind.poll_interval().is_some())
+                {
+                    for g in &grants {
+                        s.reconciler
+                            .jobs
+                            .send(&ReconcileJob::new(g.clone(), JobKind::Incremental, None))
+                            .await?;
+                    }
+                }
+            }
+            Step::Delete(g) => {
+                if let Some(h) = strategies.iter().find(|s| s.kind == Kind::Hybrid) {
+                    observed.deleted_grant_objects_before = h
+                        .reconciler
+                        .objects
+                        .list_grant(g)
+                        .await?
+                        .iter()
+                        .filter(|o| !o.deleted)
+                        .count();
+                }
+                emulator.delete_grant(g);
+            }
+            Step::Expire(g) => emulator.expire_grant(g),
+            Step::Reauthenticate(g) => emulator.reauthenticate_grant(g),
+        }
+        Ok(())
+    }
+}
+
+impl FaultPlan {
+    fn new(
+        config: &ScenarioConfig,
+        emulator: &Emulator,
+        faults: &Faults,
+        big_mailbox: usize,
+    ) -> Option<FaultPlan> {
+        if config.scenario != ScenarioName::Faults {
+            return None;
+        }
+        let ids = emulator.grant_ids();
+        let pick = |i: usize| ids.get(i.min(ids.len().saturating_sub(1))).cloned();
+        let (deleted, expired) = (pick(1)?, pick(2)?);
+        let minutes = |f: f64| config.traffic_seconds as f64 * config.time_scale * f / 60.0;
+        let description = format!(
+            "big mailbox ({big_mailbox} messages over {} years); every REST answer held back {} s from +{:.0} to +{:.0} min; \
+             grant deleted at +{:.0} min during its reconcile; credentials expired +{:.0} to +{:.0} min; \
+             {} bursts of 429 ({} s each, Retry-After {} s)",
+            config.big_mailbox_years,
+            SLOW_DELAY.as_secs(),
+            minutes(SLOW_FROM),
+            minutes(SLOW_UNTIL),
+            minutes(DELETE_AT),
+            minutes(EXPIRE_AT),
+            minutes(REAUTH_AT),
+            faults.api_429_windows.len(),
+            BURST_LENGTH.as_secs(),
+            faults.retry_after_secs.unwrap_or(0),
+        );
+        Some(FaultPlan {
+            big_grant: (big_mailbox > 0).then(|| ids.first().cloned()).flatten(),
+            big_mailbox,
+            deleted,
+            expired,
+            description,
+        })
+    }
+
+    /// The steps, at their real-time offsets from the start of traffic, in order.
+    fn steps(&self, traffic_seconds: u64) -> Vec<(Duration, Step)> {
+        let at = |f: f64| Duration::from_secs_f64(traffic_seconds as f64 * f);
+        let mut steps = vec![
+            // The first tick lists every grant (the big mailbox too) with answers held back.
+            (at(SLOW_FROM + 0.01), Step::Tick(None)),
+            (at(DELETE_TICK), Step::Tick(Some(self.deleted.clone()))),
+            (at(DELETE_AT), Step::Delete(self.deleted.clone())),
+            (at(EXPIRE_AT), Step::Expire(self.expired.clone())),
+            (at(EXPIRE_AT), Step::Tick(Some(self.expired.clone()))),
+            (at(REAUTH_AT), Step::Reauthenticate(self.expired.clone())),
+        ];
+        for f in BURSTS_AT {
+            steps.push((at(f), Step::Tick(None)));
+        }
+        steps.sort_by_key(|(at, _)| *at);
+        steps
+    }
+
+    fn report(&self, stats: &Stats, observed: FaultsObserved) -> FaultsReport {
+        let answers = |grant: Option<&str>, status: u16| -> u64 {
+            stats
+                .api
+                .requests
+                .iter()
+                .filter(|r| {
+                    r.status == status && grant.is_none_or(|g| r.grant_id.as_deref() == Some(g))
+                })
+                .map(|r| r.count)
+                .sum()
+        };
+        FaultsReport {
+            description: self.description.clone(),
+            big_grant: self.big_grant.clone(),
+            big_mailbox: self.big_mailbox,
+            answers_held_back: stats.api.held_back,
+            answers_429: answers(None, 429),
+            deleted_grant: self.deleted.clone(),
+            deleted_grant_objects_before: observed.deleted_grant_objects_before,
+            expired_grant: self.expired.clone(),
+            expired_grant_401s: answers(Some(&self.expired), 401),
+            changes_while_expired: stats.webhooks.held_for_expired_grant,
+        }
     }
 }

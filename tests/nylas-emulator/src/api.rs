@@ -193,7 +193,26 @@ async fn v3_gate(State(s): S, req: Request, next: Next) -> Response {
                     tokio::time::sleep(slow).await;
                 }
                 let issued = s.clock.now();
-                TOKEN_ISSUED_AT.scope(issued, next.run(req)).await
+                // A slow window holds the computed answer back: it shows the state when the
+                // request arrived, not when the caller gets it.
+                let held = faults.held_back(issued);
+                let answer = TOKEN_ISSUED_AT.scope(issued, next.run(req)).await;
+                if held.is_zero() {
+                    answer
+                } else if slow + held >= cap {
+                    lock(&s.stats).held_back += 1;
+                    tokio::time::sleep(cap.saturating_sub(slow)).await;
+                    ApiError::new(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "provider_error",
+                        "Provider request timed out.",
+                    )
+                    .into_response_with(s.request_id())
+                } else {
+                    lock(&s.stats).held_back += 1;
+                    tokio::time::sleep(held).await;
+                    answer
+                }
             }
         }
     };

@@ -1,6 +1,6 @@
 //! Fault injection settings. Delivery delays, outages and REST fault windows are in *emulated*
-//! time (they scale with `--time-scale`); `slow_response` is real time, because it exists to
-//! exercise a client's real timeouts.
+//! time (they scale with `--time-scale`); `slow_response` and the delay of a slow window are real
+//! time, because they exist to exercise a client's real timeouts and real concurrency.
 
 use std::time::Duration;
 
@@ -19,6 +19,34 @@ impl FaultWindow {
         FaultWindow {
             from,
             until: from.saturating_add(length.as_secs() as i64),
+        }
+    }
+
+    pub fn contains(&self, t: i64) -> bool {
+        self.from <= t && t < self.until
+    }
+}
+
+/// A span of emulated time in which every REST answer is held back `delay` (real time) after it
+/// was computed: the answer shows the state when the request arrived, and changes made while it
+/// is held back are not in it (a slow provider, with live changes overlapping the read).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlowWindow {
+    pub from: i64,
+    pub until: i64,
+    #[serde(rename = "delay_ms", with = "millis")]
+    pub delay: Duration,
+}
+
+impl SlowWindow {
+    /// A window that opens at emulated time `from`, lasts `length` emulated time, and holds
+    /// every answer back `delay` real time.
+    pub fn starting_at(from: i64, length: Duration, delay: Duration) -> Self {
+        let w = FaultWindow::starting_at(from, length);
+        SlowWindow {
+            from: w.from,
+            until: w.until,
+            delay,
         }
     }
 
@@ -55,6 +83,10 @@ pub struct Faults {
     /// `request_timeout` is cut off there and answered 504 `provider_error`, as Nylas does after 90 s.
     #[serde(rename = "slow_response_ms", with = "opt_millis")]
     pub slow_response: Option<Duration>,
+    /// Windows (emulated time) in which every REST answer is held back a real-time delay after
+    /// it was computed; the window is judged when the request arrives. A delay at or above
+    /// `request_timeout` is answered 504 `provider_error` at the timeout instead.
+    pub slow_windows: Vec<SlowWindow>,
     /// How long a REST request may take before it is answered 504 `provider_error` (real time;
     /// Nylas: 90 s, the value used when `None`). Tests lower it to see the 504 quickly.
     #[serde(rename = "request_timeout_ms", with = "opt_millis")]
@@ -82,6 +114,30 @@ impl Faults {
 
     pub(crate) fn request_timeout(&self) -> Duration {
         self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT)
+    }
+
+    /// How long an answer to a request arriving at emulated time `now` is held back after it
+    /// was computed (the longest of the slow windows open then).
+    pub(crate) fn held_back(&self, now: i64) -> Duration {
+        self.slow_windows
+            .iter()
+            .filter(|w| w.contains(now))
+            .map(|w| w.delay)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
     }
 }
 
@@ -128,14 +184,41 @@ mod tests {
                 from: 10,
                 until: 20,
             }],
+            slow_windows: vec![SlowWindow::starting_at(
+                100,
+                Duration::from_secs(60),
+                Duration::from_millis(1500),
+            )],
             ..Faults::default()
         };
         let json = serde_json::to_value(&f).expect("serialize");
         assert_eq!(json["max_delay_secs"], 30.0);
         assert_eq!(json["slow_response_ms"], 250);
+        assert_eq!(
+            json["slow_windows"],
+            serde_json::json!([{"from": 100, "until": 160, "delay_ms": 1500}])
+        );
         let back: Faults = serde_json::from_value(json).expect("deserialize");
         assert_eq!(back, f);
         let partial: Faults = serde_json::from_str(r#"{"drop_probability":0.5}"#).expect("partial");
         assert_eq!(partial.drop_probability, 0.5);
+    }
+
+    #[test]
+    fn an_answer_is_held_back_by_the_longest_slow_window_open_when_it_arrived() {
+        let slow = |from, until, ms| SlowWindow {
+            from,
+            until,
+            delay: Duration::from_millis(ms),
+        };
+        let f = Faults {
+            slow_windows: vec![slow(10, 20, 100), slow(15, 30, 300)],
+            ..Faults::default()
+        };
+        assert_eq!(f.held_back(9), Duration::ZERO);
+        assert_eq!(f.held_back(10), Duration::from_millis(100));
+        assert_eq!(f.held_back(15), Duration::from_millis(300));
+        assert_eq!(f.held_back(29), Duration::from_millis(300));
+        assert_eq!(f.held_back(30), Duration::ZERO);
     }
 }

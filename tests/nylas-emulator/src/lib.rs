@@ -39,7 +39,7 @@ use tokio::task::JoinHandle;
 
 pub use calendar::EventSpec;
 pub use delivery::sign;
-pub use faults::{FaultWindow, Faults};
+pub use faults::{FaultWindow, Faults, SlowWindow};
 pub use folders::Folder;
 pub use model::{
     Attachment, Calendar, DeletedEvent, Event, EventChange, EventParticipant, GrantTruth, Message,

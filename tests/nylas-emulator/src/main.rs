@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use nylas_emulator::{Emulator, EmulatorConfig, FaultWindow, Faults};
+use nylas_emulator::{Emulator, EmulatorConfig, FaultWindow, Faults, SlowWindow};
 
 /// A contract-faithful emulator of the Nylas API v3 (REST + webhooks) with fault injection.
 /// Durations marked "emulated" scale with --time-scale; windows are offsets from start.
@@ -90,6 +90,10 @@ struct Cli {
     /// timeout: answered 504 `provider_error` at the timeout).
     #[arg(long)]
     slow_response_ms: Option<u64>,
+    /// Slow window START:DURATION:MS: REST answers to requests arriving in it (emulated seconds
+    /// after start) are held back MS real milliseconds after they were computed; repeatable.
+    #[arg(long = "slow-window", value_parser = parse_slow_window)]
+    slow_windows: Vec<(i64, i64, u64)>,
     /// A REST request taking this long (real milliseconds) is answered 504 (Nylas: 90 s).
     #[arg(long)]
     request_timeout_ms: Option<u64>,
@@ -126,6 +130,15 @@ fn parse_window(s: &str) -> Result<(i64, i64), String> {
         return Err("DURATION must not be negative".into());
     }
     Ok((start, len))
+}
+
+fn parse_slow_window(s: &str) -> Result<(i64, i64, u64), String> {
+    let (window, ms) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("expected START:DURATION:MS, got '{s}'"))?;
+    let (start, len) = parse_window(window)?;
+    let ms = ms.trim().parse::<u64>().map_err(|e| format!("MS: {e}"))?;
+    Ok((start, len, ms))
 }
 
 fn windows(start: i64, spans: &[(i64, i64)]) -> Vec<FaultWindow> {
@@ -165,6 +178,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         api_5xx_windows: windows(start, &cli.api_5xx_windows),
         retry_after_secs: cli.retry_after,
         slow_response: cli.slow_response_ms.map(Duration::from_millis),
+        slow_windows: cli
+            .slow_windows
+            .iter()
+            .map(|(s, l, ms)| SlowWindow {
+                from: start + s,
+                until: start + s + l,
+                delay: Duration::from_millis(*ms),
+            })
+            .collect(),
         request_timeout: cli.request_timeout_ms.map(Duration::from_millis),
         event_missing_grant_id_probability: cli.event_missing_grant_id_probability,
         event_deleted_null_calendar_probability: cli.event_deleted_null_calendar_probability,

@@ -23,6 +23,9 @@ pub struct ApiStats {
     pub by_status: BTreeMap<String, u64>,
     /// The full breakdown: one row per (endpoint, grant, status).
     pub requests: Vec<ApiRequestCount>,
+    /// Answers a slow window held back, counted when the hold begins.
+    #[serde(default)]
+    pub held_back: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +98,7 @@ pub struct DeliveryCounts {
 pub(crate) struct StatsRecorder {
     pub(crate) api: BTreeMap<(String, Option<String>, u16), u64>,
     pub(crate) webhooks: WebhookStats,
+    pub(crate) held_back: u64,
 }
 
 /// One counter of `DeliveryCounts`.
@@ -164,6 +168,7 @@ impl StatsRecorder {
                 count: *count,
             });
         }
+        api.held_back = self.held_back;
         let mut webhooks = self.webhooks.clone();
         webhooks.pending = pending;
         Stats { now, api, webhooks }

@@ -30,6 +30,7 @@ fn help_documents_every_flag_of_the_issue() {
         "--api-5xx-window",
         "--retry-after",
         "--slow-response-ms",
+        "--slow-window",
         "--webhook-url",
         "--folder-changes",
     ] {

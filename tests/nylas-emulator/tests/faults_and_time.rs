@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::{client, eventually, get_json, start, Receiver, DEADLINE};
-use nylas_emulator::{EmulatorConfig, FaultWindow, Faults, MessageSpec};
+use nylas_emulator::{EmulatorConfig, FaultWindow, Faults, MessageSpec, SlowWindow};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -213,6 +213,73 @@ async fn slow_responses_hold_every_answer_back() {
     let (status, _) = get_json(&emu, "/v3/grants").await;
     assert_eq!(status, 200);
     assert!(started.elapsed() >= Duration::from_millis(400));
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_slow_window_set_over_http_holds_answers_back_with_the_state_they_were_read_at() {
+    let emu = start(EmulatorConfig::default()).await;
+    let g = emu.grant_ids()[0].clone();
+    let http = client();
+    let base = emu.base_url();
+    let now = emu.now();
+    // Open now for an hour of emulated time: every answer held back 1.5 s (real).
+    let r = http
+        .post(format!("{base}/_emulator/faults"))
+        .json(&json!({"slow_windows": [{"from": now - 1, "until": now + 3600, "delay_ms": 1500}]}))
+        .send()
+        .await
+        .expect("faults");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(emu.faults().slow_windows.len(), 1);
+    let url = format!("{base}/v3/grants/{g}/messages?limit=200");
+    let before = emu.truth().grants[0].messages.len();
+    let started = Instant::now();
+    let listing = tokio::spawn({
+        let http = http.clone();
+        let key = emu.api_key().to_string();
+        async move {
+            let resp = http.get(url).bearer_auth(key).send().await.expect("list");
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.expect("json");
+            (status, body)
+        }
+    });
+    // A change lands while the answer is held back: it is in the truth, not in the answer.
+    assert!(
+        eventually(DEADLINE, || emu.stats().api.held_back == 1).await,
+        "the listing was answered and held back"
+    );
+    let created = emu.create_message(&g, MessageSpec::default());
+    let (status, body) = listing.await.expect("join");
+    assert_eq!(status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert_eq!(emu.truth().grants[0].messages.len(), before + 1);
+    let ids: Vec<&str> = body["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        before,
+        "the answer is the state when it was read"
+    );
+    assert!(!ids.contains(&created["id"].as_str().unwrap_or_default()));
+    // A window that has not opened yet holds nothing back.
+    emu.set_faults(Faults {
+        slow_windows: vec![SlowWindow::starting_at(
+            emu.now() + 100_000,
+            Duration::from_secs(10),
+            Duration::from_secs(5),
+        )],
+        ..Faults::default()
+    });
+    let started = Instant::now();
+    let (status, _) = get_json(&emu, "/v3/grants").await;
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < Duration::from_secs(5));
     emu.shutdown().await;
 }
 
