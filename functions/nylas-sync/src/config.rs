@@ -114,6 +114,9 @@ pub struct Secrets {
     /// every notification with 401.
     #[serde(default)]
     pub webhook_secrets: Vec<WebhookSecret>,
+    /// The destination `nylas-sync register-webhook` created (the scheduler watches its health).
+    #[serde(default)]
+    pub webhook_id: Option<String>,
 }
 
 impl Secrets {
@@ -137,6 +140,7 @@ impl Secrets {
                 .filter(|s| !s.is_empty())
                 .map(WebhookSecret::new)
                 .collect(),
+            webhook_id: env.optional("NYLAS_WEBHOOK_ID"),
         })
     }
 

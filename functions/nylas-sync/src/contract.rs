@@ -58,6 +58,8 @@ pub const CONSUMER: &[Var] = &[
 pub const SCHEDULER: &[Var] = &[
     req("GRANTS_TABLE"),
     req("RECONCILE_QUEUE_URL"),
+    opt("NYLAS_API_URI"),
+    opt("NYLAS_WEBHOOK_ID"),
     opt("RECONCILE_INTERVAL_SECONDS"),
     opt("RECONCILE_SPREAD_SECONDS"),
     opt("SCAN_SEGMENTS"),

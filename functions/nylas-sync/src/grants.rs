@@ -37,6 +37,10 @@ impl GrantStatus {
     }
 }
 
+/// The grants table's item that holds the webhook destination's last incident. It has no
+/// `status`, so no scan for active grants ever returns it.
+pub const DESTINATION_ITEM: &str = "#destination";
+
 /// A grant as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
@@ -174,6 +178,46 @@ impl GrantStore {
             .await
             .map_err(dynamo_err)?;
         Ok(out.item.as_ref().and_then(grant_of))
+    }
+
+    /// The webhook destination's last incident, as [`crate::destination::DestinationWatch`]
+    /// recorded it.
+    pub async fn destination_incident(
+        &self,
+    ) -> Result<Option<crate::destination::Incident>, StoreError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .key("grant_id", AttributeValue::S(DESTINATION_ITEM.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(dynamo_err)?;
+        Ok(out
+            .item
+            .as_ref()
+            .and_then(|i| i.get("incident"))
+            .and_then(|v| v.as_s().ok())
+            .and_then(|text| serde_json::from_str(text).ok()))
+    }
+
+    /// Records the webhook destination's incident (replacing the last one).
+    pub async fn put_destination_incident(
+        &self,
+        incident: &crate::destination::Incident,
+    ) -> Result<(), StoreError> {
+        let text =
+            serde_json::to_string(incident).map_err(|e| StoreError::Encoding(e.to_string()))?;
+        self.ddb
+            .put_item()
+            .table_name(&self.table)
+            .item("grant_id", AttributeValue::S(DESTINATION_ITEM.into()))
+            .item("incident", AttributeValue::S(text))
+            .send()
+            .await
+            .map_err(dynamo_err)?;
+        Ok(())
     }
 
     /// Marks a grant Nylas no longer authorises as invalid, recording `since_s` as its expiry

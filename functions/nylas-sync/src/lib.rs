@@ -11,7 +11,8 @@
 //!
 //! **Handlers**, one per Lambda (each binary is a thin `main` over one of them):
 //! [`ingest`] (API Gateway → verify → SQS, reading the event with [`proxy_event`]),
-//! [`consumer`] (SQS batch → store), [`scheduler`] (tick → one job per due grant),
+//! [`consumer`] (SQS batch → store), [`scheduler`] (tick → one job per due grant, and the
+//! [`destination`]'s health),
 //! [`reconciler`](reconcile) (one grant per job: listings, the drift sweep, purges).
 //!
 //! **Domain**, plain values and the rules over them (no I/O): [`notification`] (what a
@@ -30,6 +31,7 @@
 
 // Handlers.
 pub mod consumer;
+pub mod destination;
 pub mod ingest;
 pub mod proxy_event;
 pub mod reconcile;

@@ -245,6 +245,42 @@ impl NylasClient {
         why_unauthorized(&self.get_grant(grant).await)
     }
 
+    /// One webhook destination (`GET /v3/webhooks/{id}`, an application-level call): its
+    /// `status` (`active`, `pause`, `failing`, `failed`) and `status_updated_at`.
+    pub async fn get_webhook(&self, id: &str) -> Result<Value, NylasError> {
+        let url = self.url(&["v3", "webhooks", id], &[])?;
+        self.get_one("webhooks.get", url).await
+    }
+
+    /// Sets a destination's `status` (`PUT /v3/webhooks/{id}`; `active` reactivates a `failed`
+    /// one). One attempt: the next scheduler tick is the retry.
+    pub async fn set_webhook_status(&self, id: &str, status: &str) -> Result<(), NylasError> {
+        const ENDPOINT: &str = "webhooks.update";
+        let url = self.url(&["v3", "webhooks", id], &[])?;
+        let resp = self
+            .http
+            .put(url)
+            .bearer_auth(self.api_key.expose())
+            .json(&serde_json::json!({ "status": status }))
+            .send()
+            .await
+            .map_err(|e| {
+                self.calls
+                    .record(ENDPOINT, if e.is_timeout() { "timeout" } else { "error" });
+                NylasError::Unavailable(e.to_string())
+            })?;
+        let code = resp.status().as_u16();
+        self.calls.record(ENDPOINT, &code.to_string());
+        match code {
+            200..=299 => Ok(()),
+            404 => Err(NylasError::NotFound),
+            401 | 403 => Err(NylasError::Unauthorized(code)),
+            429 => Err(NylasError::RateLimited(self.settings.default_retry_after)),
+            500..=599 => Err(NylasError::Unavailable(format!("HTTP {code}"))),
+            _ => Err(NylasError::Rejected(format!("HTTP {code}"))),
+        }
+    }
+
     /// Every grant of the application (`GET /v3/grants`, offset pagination).
     pub async fn list_grants(&self) -> Result<Vec<Value>, NylasError> {
         #[derive(Deserialize)]

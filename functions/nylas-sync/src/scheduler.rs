@@ -100,17 +100,22 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let sdk = aws::sdk_config(AwsTimeouts::BACKGROUND).await;
+        Self::from_env_with(env, &sdk)
+    }
+
+    /// As [`Scheduler::from_env`], with an AWS configuration the caller already built.
+    pub fn from_env_with(env: &impl Env, sdk: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
         let grants_table = env.required("GRANTS_TABLE")?;
         let queue_url = env.required("RECONCILE_QUEUE_URL")?;
         let settings = SchedulerSettings::from_env(env)?;
-        let sdk = aws::sdk_config(AwsTimeouts::BACKGROUND).await;
         Ok(Self {
             grants: GrantStore {
-                ddb: aws_sdk_dynamodb::Client::new(&sdk),
+                ddb: aws_sdk_dynamodb::Client::new(sdk),
                 table: grants_table,
             },
             jobs: JobQueue {
-                sqs: aws::sqs_client(&sdk),
+                sqs: aws::sqs_client(sdk),
                 queue_url,
             },
             settings,
@@ -121,10 +126,44 @@ impl Scheduler {
     /// Scans the due grants and enqueues their jobs. The segments are scanned concurrently and
     /// feed one batcher, so every `SendMessageBatch` but the last carries ten jobs: ceil(N/10) calls.
     pub async fn fan_out(&self) -> Result<FanOut, ScheduleError> {
-        let started = Instant::now();
         let now_s = self.clock.now_ms() / 1000;
         let due_before =
             now_s - (self.settings.interval_s - i64::from(self.settings.spread_s)).max(0);
+        let out = self
+            .send_jobs(due_before, |g| ReconcileJob {
+                scheduled_at: Some(now_s),
+                ..ReconcileJob::new(g, JobKind::Incremental, None)
+            })
+            .await?;
+        let mut emf = crate::metrics::Emf::new("scheduler");
+        emf.count(metric::JOBS_SENT, out.grants)
+            .count(metric::BATCH_CALLS, out.batch_calls)
+            .sample(
+                metric::FAN_OUT_SECONDS,
+                crate::metrics::Unit::Seconds,
+                out.seconds,
+            );
+        emf.flush();
+        Ok(out)
+    }
+
+    /// A catch-up of every active grant from `since` (Unix s): what the webhooks of a
+    /// destination that stopped receiving would have delivered. Same fan-out as a tick.
+    pub async fn catch_up_all(&self, since: i64) -> Result<FanOut, ScheduleError> {
+        self.send_jobs(i64::MAX, |g| {
+            ReconcileJob::new(g, JobKind::CatchUp, Some(since))
+        })
+        .await
+    }
+
+    /// Sends `job(grant)` for every active grant last reconciled before `due_before`.
+    async fn send_jobs(
+        &self,
+        due_before: i64,
+        job: impl Fn(String) -> ReconcileJob + Sync,
+    ) -> Result<FanOut, ScheduleError> {
+        let started = Instant::now();
+        let job = &job;
         let segments = self.settings.scan_segments;
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<String>>(segments as usize * 2);
         let scans = async move {
@@ -156,16 +195,8 @@ impl Scheduler {
         // Grant ids in, batches of ten out, several in flight.
         let batches = tokio_stream_of_batches(rx)
             .map(|chunk: Vec<String>| async move {
-                let jobs: Vec<(ReconcileJob, i32)> = chunk
-                    .into_iter()
-                    .map(|g| {
-                        let job = ReconcileJob {
-                            scheduled_at: Some(now_s),
-                            ..ReconcileJob::new(g, JobKind::Incremental, None)
-                        };
-                        (job, self.jitter())
-                    })
-                    .collect();
+                let jobs: Vec<(ReconcileJob, i32)> =
+                    chunk.into_iter().map(|g| (job(g), self.jitter())).collect();
                 self.jobs.send_batch(&jobs).await.map(|_| jobs.len() as u64)
             })
             .buffer_unordered(self.settings.send_concurrency)
@@ -178,15 +209,6 @@ impl Scheduler {
             out.batch_calls += 1;
         }
         out.seconds = started.elapsed().as_secs_f64();
-        let mut emf = crate::metrics::Emf::new("scheduler");
-        emf.count(metric::JOBS_SENT, out.grants)
-            .count(metric::BATCH_CALLS, out.batch_calls)
-            .sample(
-                metric::FAN_OUT_SECONDS,
-                crate::metrics::Unit::Seconds,
-                out.seconds,
-            );
-        emf.flush();
         Ok(out)
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use nylas_sync::config::ProcessEnv;
+use nylas_sync::destination::DestinationWatch;
 use nylas_sync::scheduler::Scheduler;
 use serde_json::{json, Value};
 
@@ -14,20 +15,41 @@ fn main() -> Result<(), Error> {
 
 async fn run() -> Result<(), Error> {
     nylas_sync::telemetry::init();
-    let scheduler = match Scheduler::from_env(&ProcessEnv).await {
-        Ok(s) => Arc::new(s),
+    let built = async {
+        let sdk = nylas_sync::aws::sdk_config(nylas_sync::aws::AwsTimeouts::BACKGROUND).await;
+        let scheduler = Scheduler::from_env_with(&ProcessEnv, &sdk)?;
+        let watch = DestinationWatch::from_env(&ProcessEnv, &sdk, scheduler.grants.clone()).await?;
+        Ok::<_, nylas_sync::config::ConfigError>((scheduler, watch))
+    };
+    let (scheduler, watch) = match built.await {
+        Ok((s, w)) => (Arc::new(s), w.map(Arc::new)),
         Err(e) => {
             tracing::error!(error = %e, "cold start failed");
             return Err(e.into());
         }
     };
+    if watch.is_none() {
+        tracing::warn!("no webhook_id in the secret (run nylas-sync register-webhook): the destination's health is not watched");
+    }
     // The EventBridge event carries nothing the fan-out needs.
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| {
         let scheduler = Arc::clone(&scheduler);
+        let watch = watch.clone();
         async move {
             let out = scheduler.fan_out().await?;
             tracing::info!(grants = out.grants, batch_calls = out.batch_calls, seconds = out.seconds, "fan-out");
-            Ok::<Value, Error>(json!({"grants": out.grants, "batch_calls": out.batch_calls, "seconds": out.seconds}))
+            // The watch's failure does not undo the fan-out: logged, tried again next tick.
+            let destination = match &watch {
+                Some(w) => match w.check(&scheduler).await {
+                    Ok(c) => json!({"status": c.status, "catch_up_jobs": c.catch_up_jobs}),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "destination check failed; next tick tries again");
+                        Value::Null
+                    }
+                },
+                None => Value::Null,
+            };
+            Ok::<Value, Error>(json!({"grants": out.grants, "batch_calls": out.batch_calls, "seconds": out.seconds, "destination": destination}))
         }
     }))
     .await

@@ -14,6 +14,11 @@ pub use nylas_sync::signature::sign;
 
 pub mod emf;
 
+/// The `id` of an object the emulator answered with.
+pub fn id_of(v: &serde_json::Value) -> String {
+    v["id"].as_str().expect("id").to_string()
+}
+
 /// The moto endpoint; the tests refuse to run against real AWS.
 pub fn endpoint() -> String {
     match std::env::var("AWS_ENDPOINT_URL") {
@@ -441,6 +446,8 @@ pub struct Pipeline {
     pub grants_table: String,
     pub bucket: String,
     pub webhook_secret: String,
+    /// The emulator's destination for the pipeline's ingest.
+    pub destination_id: String,
     pub reconciler: Arc<Reconciler>,
     ingest_task: tokio::task::JoinHandle<std::io::Result<()>>,
     env: HashMap<&'static str, String>,
@@ -514,7 +521,7 @@ impl Pipeline {
             "http://{}/webhooks/nylas",
             listener.local_addr().expect("addr")
         );
-        let (_, webhook_secret) = emulator.register_destination_direct(&url, false);
+        let (destination_id, webhook_secret) = emulator.register_destination_direct(&url, false);
         let ingest = Ingest::from_env(&ingest_env(&queue_url, &bucket, &webhook_secret))
             .await
             .expect("ingest");
@@ -552,6 +559,7 @@ impl Pipeline {
             grants_table,
             bucket,
             webhook_secret,
+            destination_id,
             reconciler,
             ingest_task,
             env: reconciler_env,

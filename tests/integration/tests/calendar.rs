@@ -30,10 +30,6 @@ fn options(time_scale: f64) -> PipelineOptions {
     }
 }
 
-fn id_of(v: &serde_json::Value) -> String {
-    v["id"].as_str().expect("id").to_string()
-}
-
 fn event(p: &Pipeline, grant: &str, cal: &str, title: &str, start: i64) -> String {
     let e = p.emulator.create_event_spec(
         grant,

@@ -22,10 +22,6 @@ fn message(id: &str) -> ObjectRef {
     ObjectRef::Message { id: id.into() }
 }
 
-fn id_of(v: &serde_json::Value) -> String {
-    v["id"].as_str().expect("id").to_string()
-}
-
 fn fast_clock() -> PipelineOptions {
     PipelineOptions {
         emulator: EmulatorConfig {

@@ -2,6 +2,7 @@
 
 mod calendar;
 mod consumer;
+mod destination;
 mod ingest;
 mod ingest_properties;
 mod metrics;

@@ -35,10 +35,6 @@ fn no_sweep() -> Vec<(&'static str, String)> {
     vec![("DRIFT_SWEEP_EVERY_RUNS", "1000000".into())]
 }
 
-fn id_of(v: &serde_json::Value) -> String {
-    v["id"].as_str().expect("id").to_string()
-}
-
 /// A first reconcile brings in what predates the webhooks (the initial mailbox).
 async fn started(p: &Pipeline) -> String {
     p.register_grants().await;
@@ -392,7 +388,7 @@ async fn two_concurrent_jobs_for_one_grant_do_not_both_run_and_a_crashed_lease_e
 }
 
 #[tokio::test]
-async fn an_idle_grant_costs_exactly_one_list_call_per_resource_per_reconcile() {
+async fn an_idle_grant_costs_one_list_call_for_messages_and_one_per_calendar() {
     let p = Pipeline::start(options(60.0, no_sweep())).await;
     let g = started(&p).await;
     let before = p.reconciler.nylas.calls.snapshot();

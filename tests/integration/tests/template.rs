@@ -317,7 +317,16 @@ fn policies_name_their_resources_and_grant_only_what_each_function_calls() {
                 "sqs:SendMessage",
             ][..],
         ),
-        ("scheduler", &["dynamodb:Scan", "sqs:SendMessage"][..]),
+        (
+            "scheduler",
+            &[
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:Scan",
+                "secretsmanager:GetSecretValue",
+                "sqs:SendMessage",
+            ][..],
+        ),
         (
             "reconciler",
             &[
