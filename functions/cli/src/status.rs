@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use nylas_sync::destination::Incident;
+use nylas_sync::grants::DESTINATION_ITEM;
 use serde_json::{json, Value};
 
 use crate::time::{format_age, format_utc, now};
@@ -302,6 +304,7 @@ async fn summary(settings: &Settings, aws: &Aws, as_json: bool, top: usize) -> R
     let table = require(&settings.grants_table, "grants-table", "GRANTS_TABLE")?;
     let spinner = indicatif::ProgressBar::new_spinner();
     let mut views = Vec::new();
+    let mut incident: Option<Incident> = None;
     let mut start: Option<Item> = None;
     loop {
         let out = aws
@@ -317,7 +320,13 @@ async fn summary(settings: &Settings, aws: &Aws, as_json: bool, top: usize) -> R
                     aws_sdk_dynamodb::error::DisplayErrorContext(e)
                 )
             })?;
-        views.extend(out.items().iter().filter_map(GrantView::of));
+        for item in out.items() {
+            if text(item, "grant_id").as_deref() == Some(DESTINATION_ITEM) {
+                incident = text(item, "incident").and_then(|t| serde_json::from_str(&t).ok());
+            } else {
+                views.extend(GrantView::of(item));
+            }
+        }
         spinner.set_message(format!("scanning {table}: {} grants", views.len()));
         spinner.tick();
         start = out.last_evaluated_key.filter(|k| !k.is_empty());
@@ -366,6 +375,7 @@ async fn summary(settings: &Settings, aws: &Aws, as_json: bool, top: usize) -> R
             "grants_with_recovered": with_recovered,
             "oldest_cursor_age_seconds": oldest_cursor,
             "stalest": stalest.iter().map(|g| g.to_json(now)).collect::<Vec<_>>(),
+            "destination_last_incident": incident,
         });
         println!("{v}");
         return Ok(());
@@ -395,6 +405,10 @@ async fn summary(settings: &Settings, aws: &Aws, as_json: bool, top: usize) -> R
             .map(format_age)
             .unwrap_or_else(|| "none".into())
     );
+    println!(
+        "destination      {}",
+        describe_incident(incident.as_ref(), now)
+    );
     if !stalest.is_empty() {
         println!();
         println!(
@@ -422,6 +436,33 @@ async fn summary(settings: &Settings, aws: &Aws, as_json: bool, top: usize) -> R
         }
     }
     Ok(())
+}
+
+/// The webhook destination's last incident, as the scheduler's watch recorded it.
+fn describe_incident(incident: Option<&Incident>, now: i64) -> String {
+    let Some(i) = incident else {
+        return "no incident recorded (the scheduler watches it when the secret names webhook_id)"
+            .into();
+    };
+    let ago = |t: i64| format!("{} ago", format_age(now - t));
+    let state = match i.repaired_at {
+        Some(t) => format!(
+            "repaired {}{}",
+            ago(t),
+            if i.reactivated {
+                " (reactivated, every grant caught up)"
+            } else {
+                " (every grant caught up)"
+            }
+        ),
+        None => "open".into(),
+    };
+    format!(
+        "last incident: {} seen {}, changes lost from {} ago; {state}",
+        i.status,
+        ago(i.seen_at),
+        format_age(now - i.lost_from)
+    )
 }
 
 pub async fn run(

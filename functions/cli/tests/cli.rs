@@ -457,6 +457,23 @@ async fn status_shows_each_grant_and_a_summary_tolerating_missing_attributes() {
         &[("grant_id", s("g-gone")), ("status", s("expired"))],
     )
     .await;
+    // The scheduler's record of the webhook destination's last incident: not a grant.
+    let incident = nylas_sync::destination::Incident {
+        status: "failed".into(),
+        lost_from: now - 4 * 86_400,
+        seen_at: now - 3_600,
+        repaired_at: Some(now - 3_500),
+        reactivated: true,
+    };
+    put_grant(
+        &aws,
+        &grants,
+        &[
+            ("grant_id", s(nylas_sync::grants::DESTINATION_ITEM)),
+            ("incident", s(&serde_json::to_string(&incident).unwrap())),
+        ],
+    )
+    .await;
     // Objects as the consumer and the reconciler write them (only the bookkeeping attributes).
     for (sk, deleted, source, age) in [
         ("message#m1", false, Some("webhook"), 120),
@@ -488,6 +505,8 @@ async fn status_shows_each_grant_and_a_summary_tolerating_missing_attributes() {
     let v: Value = serde_json::from_str(run.stdout.trim()).expect("json");
     assert_eq!(v["grants"], 3);
     assert_eq!(v["by_status"], json!({"active": 2, "expired": 1}));
+    assert_eq!(v["destination_last_incident"]["status"], "failed");
+    assert_eq!(v["destination_last_incident"]["reactivated"], true);
     assert_eq!(v["active_never_reconciled"], 1);
     assert_eq!(v["last_outcomes"], json!({"ok": 1}));
     assert_eq!(v["recovered_total"], 3);
@@ -541,6 +560,17 @@ async fn status_shows_each_grant_and_a_summary_tolerating_missing_attributes() {
     );
     let run = cli(&["status"], &env).await;
     assert!(run.ok);
+    assert!(
+        run.stdout
+            .contains("destination      last incident: failed seen 1h"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("reactivated, every grant caught up"),
+        "{}",
+        run.stdout
+    );
     assert!(
         run.stdout
             .contains("grants           3 (active 2, expired 1)"),
