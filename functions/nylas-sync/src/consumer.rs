@@ -134,6 +134,8 @@ pub struct ConsumerCounters {
     pub deferred: AtomicU64,
     /// Claim-checked records whose S3 payload was gone, recovered from Nylas by their attributes.
     pub claim_checks_expired: AtomicU64,
+    /// Grants made due at the next tick because a notification of theirs was redelivered.
+    pub grants_marked_due: AtomicU64,
 }
 
 impl ConsumerCounters {
@@ -272,6 +274,25 @@ impl<S: NotificationSource> Consumer<S> {
                 }
             }
             by_id.insert(id, record);
+        }
+
+        // Evidence of loss: a notification Nylas had to deliver again means the endpoint failed
+        // at its time, and others may have failed all three attempts. The grant's next
+        // scheduled run comes at the next tick, at the base interval, with a sweep
+        // (`cadence`). Best effort: the record itself does not depend on it.
+        let redelivered: HashSet<&str> = intents
+            .iter()
+            .filter(|i| i.redelivered)
+            .map(|i| i.grant_id.as_str())
+            .collect();
+        for g in redelivered {
+            match self.grants.mark_due_after_loss(g).await {
+                Ok(true) => ConsumerCounters::add(&self.counters.grants_marked_due, 1),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(grant_id = g, error = %e, "could not mark the grant due after a redelivery")
+                }
+            }
         }
 
         // 2. Grant lifecycle first, in notification order, so that object writes below see it.
@@ -746,12 +767,12 @@ fn clone_failure(f: &Failure) -> Failure {
 /// The consumer's counters at the start of a batch, so that its metrics are the batch's own
 /// (the counters run since the cold start; a Lambda instance handles one batch at a time).
 pub(crate) struct ConsumerBaseline {
-    counts: [u64; 10],
+    counts: [u64; 11],
     calls: std::collections::BTreeMap<String, u64>,
 }
 
 impl ConsumerBaseline {
-    fn counts(c: &ConsumerCounters) -> [u64; 10] {
+    fn counts(c: &ConsumerCounters) -> [u64; 11] {
         use ConsumerCounters as C;
         [
             C::get(&c.records),
@@ -764,6 +785,7 @@ impl ConsumerBaseline {
             C::get(&c.unresolved),
             C::get(&c.deferred),
             C::get(&c.claim_checks_expired),
+            C::get(&c.grants_marked_due),
         ]
     }
 
@@ -793,7 +815,8 @@ impl ConsumerBaseline {
             .count(crate::metrics::names::RECORD_FAILURES, delta(6))
             .count(crate::metrics::names::NOTIFICATIONS_UNRESOLVED, delta(7))
             .count(crate::metrics::names::RECORDS_DEFERRED, delta(8))
-            .count(crate::metrics::names::CLAIM_CHECKS_EXPIRED, delta(9));
+            .count(crate::metrics::names::CLAIM_CHECKS_EXPIRED, delta(9))
+            .count(crate::metrics::names::GRANTS_MARKED_DUE, delta(10));
         for (key, n) in calls.snapshot() {
             let n = n.saturating_sub(self.calls.get(&key).copied().unwrap_or(0));
             if let (Some((endpoint, status)), true) = (key.split_once(' '), n > 0) {

@@ -80,6 +80,8 @@ pub const RECONCILER: &[Var] = &[
     opt("BACKFILL_DAYS"),
     opt("EVENTS_PAST_DAYS"),
     opt("EVENTS_FUTURE_DAYS"),
+    opt("RECONCILE_INTERVAL_SECONDS"),
+    opt("RECONCILE_MAX_INTERVAL_SECONDS"),
 ];
 
 /// The variables of a function by its binary name.

@@ -56,6 +56,10 @@ pub struct Grant {
     pub events_updated_after: HashMap<String, i64>,
     /// Unix s when the last reconcile started.
     pub last_reconcile_at: Option<i64>,
+    /// The interval the last completed run set (see [`crate::cadence`]); `None`: the base.
+    pub reconcile_interval_s: Option<i64>,
+    /// Unix s from when the scheduler sends the next scheduled run (0: at the next tick).
+    pub next_reconcile_at: Option<i64>,
     pub last_reconcile_outcome: Option<String>,
     /// Objects reconciliation had to repair, in total and in the last run.
     pub recovered_total: i64,
@@ -156,6 +160,8 @@ pub fn grant_of(item: &HashMap<String, AttributeValue>) -> Option<Grant> {
             _ => HashMap::new(),
         },
         last_reconcile_at: num(item, "last_reconcile_at"),
+        reconcile_interval_s: num(item, "reconcile_interval_s"),
+        next_reconcile_at: num(item, "next_reconcile_at"),
         last_reconcile_outcome: text("last_reconcile_outcome"),
         recovered_total: num(item, "recovered_total").unwrap_or(0),
         last_recovered: num(item, "last_recovered").unwrap_or(0),
@@ -178,6 +184,43 @@ impl GrantStore {
             .await
             .map_err(dynamo_err)?;
         Ok(out.item.as_ref().and_then(grant_of))
+    }
+
+    /// Evidence that webhooks for this grant were lost (a notification Nylas had to deliver
+    /// more than once): its next scheduled run is due at the next tick, at the base interval,
+    /// with a drift sweep. Only an active grant is touched. Answers whether it was changed
+    /// (false: not active, or already due).
+    pub async fn mark_due_after_loss(&self, grant_id: &str) -> Result<bool, StoreError> {
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key("grant_id", AttributeValue::S(grant_id.into()))
+            .update_expression(
+                "SET next_reconcile_at = :zero, runs_since_sweep = :sweep REMOVE reconcile_interval_s",
+            )
+            .condition_expression(
+                "#status = :active AND (attribute_not_exists(next_reconcile_at) OR next_reconcile_at > :zero)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(
+                ":active",
+                AttributeValue::S(GrantStatus::Active.as_str().into()),
+            )
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":sweep", AttributeValue::N(i32::MAX.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(dynamo_err(e)),
+        }
     }
 
     /// The webhook destination's last incident, as [`crate::destination::DestinationWatch`]
@@ -303,6 +346,10 @@ pub struct RunRecord {
     pub messages_cursor: Option<i64>,
     /// New event cursors per calendar, if the run covered them.
     pub events_cursors: HashMap<String, i64>,
+    /// A completed run's next interval: the next scheduled run is due `started_at` + this.
+    pub next_interval_s: Option<i64>,
+    /// What the run adds to `runs_since_sweep` (base intervals it stood for).
+    pub sweep_credit: i64,
 }
 
 impl GrantStore {
@@ -423,8 +470,22 @@ impl GrantStore {
         if run.swept {
             update.push("runs_since_sweep = :zero".into());
         } else {
-            update.push("runs_since_sweep = if_not_exists(runs_since_sweep, :zero) + :one".into());
-            req = req.expression_attribute_values(":one", AttributeValue::N("1".into()));
+            update
+                .push("runs_since_sweep = if_not_exists(runs_since_sweep, :zero) + :credit".into());
+            req = req.expression_attribute_values(
+                ":credit",
+                AttributeValue::N(run.sweep_credit.max(1).to_string()),
+            );
+        }
+        if let Some(interval) = run.next_interval_s {
+            update.push("reconcile_interval_s = :interval".into());
+            update.push("next_reconcile_at = :next".into());
+            req = req
+                .expression_attribute_values(":interval", AttributeValue::N(interval.to_string()))
+                .expression_attribute_values(
+                    ":next",
+                    AttributeValue::N(run.started_at.saturating_add(interval).to_string()),
+                );
         }
         let current = self.get(grant_id).await?;
         if let Some(cursor) = run.messages_cursor {
@@ -502,13 +563,15 @@ impl GrantStore {
         }
     }
 
-    /// One segment of a parallel scan for grants due a reconcile: active, and last reconciled
-    /// before `due_before` (Unix s). Returns grant ids and the key to continue from.
+    /// One page of a scan segment for the active grants due a scheduled run: those whose
+    /// next run is due by `due_next` (Unix s), and those that never recorded one and were last
+    /// reconciled before `due_before` (or never).
     pub async fn scan_due(
         &self,
         segment: i32,
         total_segments: i32,
         due_before: i64,
+        due_next: i64,
         start: Option<HashMap<String, AttributeValue>>,
     ) -> Result<(Vec<String>, Option<HashMap<String, AttributeValue>>), StoreError> {
         let out = self
@@ -518,10 +581,18 @@ impl GrantStore {
             .segment(segment)
             .total_segments(total_segments)
             .projection_expression("grant_id")
-            .filter_expression("#status = :active AND (attribute_not_exists(last_reconcile_at) OR last_reconcile_at < :due)")
+            .filter_expression(
+                "#status = :active AND (next_reconcile_at <= :next \
+                 OR (attribute_not_exists(next_reconcile_at) \
+                     AND (attribute_not_exists(last_reconcile_at) OR last_reconcile_at < :due)))",
+            )
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":active", AttributeValue::S(GrantStatus::Active.as_str().into()))
+            .expression_attribute_values(
+                ":active",
+                AttributeValue::S(GrantStatus::Active.as_str().into()),
+            )
             .expression_attribute_values(":due", AttributeValue::N(due_before.to_string()))
+            .expression_attribute_values(":next", AttributeValue::N(due_next.to_string()))
             .set_exclusive_start_key(start)
             .send()
             .await
@@ -550,6 +621,8 @@ mod catch_up_tests {
             messages_received_after: None,
             events_updated_after: HashMap::new(),
             last_reconcile_at: None,
+            reconcile_interval_s: None,
+            next_reconcile_at: None,
             last_reconcile_outcome: None,
             recovered_total: 0,
             last_recovered: 0,

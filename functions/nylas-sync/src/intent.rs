@@ -43,6 +43,9 @@ pub(crate) struct Intent {
     pub time: i64,
     pub version: Version,
     pub action: Action,
+    /// Nylas delivered it more than once (`webhook_delivery_attempt` > 1): its earlier attempts
+    /// failed, so other notifications of the grant may have failed for good.
+    pub redelivered: bool,
 }
 
 impl Intent {
@@ -90,6 +93,8 @@ struct Notification {
     time: i64,
     #[serde(default)]
     data: Option<NotificationData>,
+    #[serde(default)]
+    webhook_delivery_attempt: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -200,6 +205,7 @@ pub(crate) fn decide(text: &str, message_id: &str, policy: FetchPolicy) -> Decis
         time: n.time,
         version,
         action,
+        redelivered: n.webhook_delivery_attempt.is_some_and(|a| a > 1),
     };
     match &intent.object_ref {
         ObjectRef::Event { calendar_id, .. } if calendar_id.is_empty() => Decision::NeedsCalendar {
@@ -258,6 +264,17 @@ mod tests {
         assert_eq!(i.version, 1_700_000_000_000);
         assert_eq!(i.object_ref, ObjectRef::Message { id: "m1".into() });
         assert_eq!((i.grant_id.as_str(), i.message_id.as_str()), ("g1", "r1"));
+    }
+
+    #[test]
+    fn a_notification_delivered_again_is_evidence_of_loss() {
+        let obj = json!({"id": "m1", "grant_id": "g1"});
+        let first = object_of(decide(&note("message.updated", obj.clone()), "r", W));
+        assert!(!first.redelivered);
+        let again = json!({"id": "n1", "type": "message.updated", "time": 1,
+                           "webhook_delivery_attempt": 2, "data": {"object": obj}})
+        .to_string();
+        assert!(object_of(decide(&again, "r", W)).redelivered);
     }
 
     #[test]

@@ -16,8 +16,8 @@
 //! [`reconciler`](reconcile) (one grant per job: listings, the drift sweep, purges).
 //!
 //! **Domain**, plain values and the rules over them (no I/O): [`notification`] (what a
-//! webhook says), [`intent`] (what it asks the consumer to do), [`versions`] (which state
-//! wins), [`event_window`] (which events are mirrored), [`sweep`] (what a sweep slice compares
+//! webhook says), [`intent`] (what it asks the consumer to do), [`cadence`] (how often a grant
+//! is polled), [`versions`] (which state wins), [`event_window`] (which events are mirrored), [`sweep`] (what a sweep slice compares
 //! and changes), [`signature`], [`jobs`] (the reconcile queue's messages), [`contract`] (the
 //! configuration each function reads).
 //!
@@ -38,6 +38,7 @@ pub mod reconcile;
 pub mod scheduler;
 
 // Domain.
+pub mod cadence;
 pub mod contract;
 pub mod event_window;
 pub mod intent;

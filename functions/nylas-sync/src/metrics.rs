@@ -60,6 +60,9 @@ pub mod names {
     pub const RECORDS_DEFERRED: &str = "RecordsDeferred";
     /// Claim-checked records whose S3 payload was gone: recovered from Nylas by their attributes.
     pub const CLAIM_CHECKS_EXPIRED: &str = "ClaimChecksExpired";
+    /// Grants whose next scheduled reconcile was brought forward because Nylas redelivered one
+    /// of their notifications (evidence that others may have been lost).
+    pub const GRANTS_MARKED_DUE: &str = "GrantsMarkedDue";
 
     /// Every name above, for the tests that hold the README to the code.
     pub const ALL: &[&str] = &[
@@ -80,6 +83,7 @@ pub mod names {
         RECORD_FAILURES,
         RECORDS_DEFERRED,
         CLAIM_CHECKS_EXPIRED,
+        GRANTS_MARKED_DUE,
     ];
 }
 

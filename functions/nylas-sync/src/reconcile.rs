@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use serde_json::Value;
 
+use crate::cadence::Cadence;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, Env};
 use crate::event_window::{self, EventWindow};
@@ -63,6 +64,8 @@ pub struct ReconcileSettings {
     pub page_size: u32,
     /// The events the store mirrors: a window around each run's start.
     pub events_window: EventWindow,
+    /// How the interval between a grant's scheduled runs follows the evidence of loss.
+    pub cadence: Cadence,
 }
 
 impl Default for ReconcileSettings {
@@ -78,6 +81,7 @@ impl Default for ReconcileSettings {
             safety_margin: Duration::from_secs(20),
             page_size: 200,
             events_window: EventWindow::default(),
+            cadence: Cadence::default(),
         }
     }
 }
@@ -100,6 +104,7 @@ impl ReconcileSettings {
             safety_margin: d.safety_margin,
             page_size: d.page_size,
             events_window: EventWindow::from_env(env)?,
+            cadence: Cadence::from_env(env)?,
         })
     }
 }
@@ -459,6 +464,17 @@ impl Reconciler {
         self.counters
             .recovered
             .fetch_add(run.recovered.max(0) as u64, Ordering::Relaxed);
+        // The next interval: back to the base at any evidence of loss (a repair, a catch-up),
+        // longer after a run that found nothing.
+        let evidence = run.recovered > 0 || job.kind == JobKind::CatchUp;
+        let next_interval = self
+            .settings
+            .cadence
+            .next_interval(grant.reconcile_interval_s, evidence);
+        let sweep_credit = self
+            .settings
+            .cadence
+            .sweep_credit(grant.last_reconcile_at.map(|last| poll_start - last));
         let record = |outcome: &str, with_cursors: bool| RunRecord {
             started_at: poll_start,
             outcome: outcome.to_string(),
@@ -474,6 +490,8 @@ impl Reconciler {
             } else {
                 HashMap::new()
             },
+            next_interval_s: with_cursors.then_some(next_interval),
+            sweep_credit,
         };
         match result {
             Ok(Progress::Done) => {
@@ -671,7 +689,11 @@ impl Reconciler {
         // Calendars, then events per calendar.
         let sweep_due = job.force_sweep
             || job.kind == JobKind::CatchUp
-            || grant.runs_since_sweep + 1 >= self.settings.sweep_every_runs;
+            || grant.runs_since_sweep.saturating_add(
+                self.settings
+                    .cadence
+                    .sweep_credit(grant.last_reconcile_at.map(|last| poll_start - last)),
+            ) >= self.settings.sweep_every_runs;
         let mut calendar_ids = Vec::new();
         let calendars_listed =
             lists_calendars(job.kind, grant.messages_received_after.is_some(), sweep_due);
@@ -1297,6 +1319,8 @@ mod tests {
             messages_received_after: Some(1),
             events_updated_after: HashMap::new(),
             last_reconcile_at: None,
+            reconcile_interval_s: None,
+            next_reconcile_at: None,
             last_reconcile_outcome: None,
             recovered_total: 0,
             last_recovered: 0,

@@ -129,8 +129,11 @@ impl Scheduler {
         let now_s = self.clock.now_ms() / 1000;
         let due_before =
             now_s - (self.settings.interval_s - i64::from(self.settings.spread_s)).max(0);
+        // A grant whose next run falls within the spread is due now: its job's delay may bring
+        // it to the run at about that time.
+        let due_next = now_s + i64::from(self.settings.spread_s);
         let out = self
-            .send_jobs(due_before, |g| ReconcileJob {
+            .send_jobs(due_before, due_next, |g| ReconcileJob {
                 scheduled_at: Some(now_s),
                 ..ReconcileJob::new(g, JobKind::Incremental, None)
             })
@@ -150,16 +153,18 @@ impl Scheduler {
     /// A catch-up of every active grant from `since` (Unix s): what the webhooks of a
     /// destination that stopped receiving would have delivered. Same fan-out as a tick.
     pub async fn catch_up_all(&self, since: i64) -> Result<FanOut, ScheduleError> {
-        self.send_jobs(i64::MAX, |g| {
+        self.send_jobs(i64::MAX, i64::MAX, |g| {
             ReconcileJob::new(g, JobKind::CatchUp, Some(since))
         })
         .await
     }
 
-    /// Sends `job(grant)` for every active grant last reconciled before `due_before`.
+    /// Sends `job(grant)` for every active grant due by `due_next` (or, never having recorded
+    /// a next run, last reconciled before `due_before`).
     async fn send_jobs(
         &self,
         due_before: i64,
+        due_next: i64,
         job: impl Fn(String) -> ReconcileJob + Sync,
     ) -> Result<FanOut, ScheduleError> {
         let started = Instant::now();
@@ -175,7 +180,7 @@ impl Scheduler {
                         loop {
                             let (ids, next) = self
                                 .grants
-                                .scan_due(segment, segments, due_before, start)
+                                .scan_due(segment, segments, due_before, due_next, start)
                                 .await?;
                             if !ids.is_empty() && tx.send(ids).await.is_err() {
                                 return Ok(()); // the batcher stopped on an error; it reports it

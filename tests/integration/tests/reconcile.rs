@@ -578,9 +578,9 @@ async fn the_reconciler_and_the_scheduler_print_valid_emf_with_their_documented_
             interval_s: 0,
             ..SchedulerSettings::default()
         },
-        clock: Arc::new(EmulatorClock(p.emulator.clone())),
+        // Past the grant's next run (its interval after the run above).
+        clock: Arc::new(At(p.emulator.now() + 7_200)),
     };
-    p.next_second().await; // strictly after the last reconcile
     let (out, lines) = capture(scheduler.fan_out()).await;
     assert_eq!(out.unwrap().grants, 1);
     let names: HashSet<String> = lines
@@ -1121,4 +1121,72 @@ async fn a_job_the_scheduler_sent_again_while_the_queue_was_behind_costs_no_nyla
     let second = p.reconciler.run(&jobs[1], deadline).await.unwrap();
     assert_eq!(second.outcome, RunOutcome::Skipped);
     assert_eq!(p.emulator.stats().api.total, calls, "no Nylas call");
+}
+
+#[tokio::test]
+async fn a_grant_whose_polls_find_nothing_is_polled_less_often_until_a_redelivery_brings_it_back() {
+    // Issue 15: the blind poll backs off; evidence of loss brings the base interval back.
+    let p = Pipeline::start(options(60.0, no_sweep())).await;
+    let g = started(&p).await;
+    let tick = |at: i64| Scheduler {
+        grants: p.reconciler.grants.clone(),
+        jobs: p.reconciler.jobs.clone(),
+        settings: SchedulerSettings {
+            spread_s: 0,
+            ..SchedulerSettings::default()
+        },
+        clock: Arc::new(At(at)),
+    };
+    let grant = || async { p.consumer.grants.get(&g).await.unwrap().unwrap() };
+    // Each run that repairs nothing doubles the interval (1800 s, then 3600, 7200, 14400).
+    let mut intervals = vec![grant().await.reconcile_interval_s];
+    for _ in 0..4 {
+        p.reconcile(&g, JobKind::Incremental).await;
+        intervals.push(grant().await.reconcile_interval_s);
+    }
+    assert_eq!(
+        intervals,
+        [
+            Some(1800),
+            Some(3600),
+            Some(7200),
+            Some(14_400),
+            Some(14_400)
+        ]
+    );
+    let g_now = grant().await;
+    let next = g_now.next_reconcile_at.expect("next run recorded");
+    assert_eq!(next, g_now.last_reconcile_at.unwrap() + 14_400);
+    // The scheduler sends nothing before the next run is due, and the job once it is.
+    assert_eq!(tick(next - 60).fan_out().await.unwrap().grants, 0);
+    assert_eq!(tick(next).fan_out().await.unwrap().grants, 1);
+    p.aws.drain(&p.reconcile_queue).await;
+
+    // A notification Nylas had to deliver twice: the grant is due at the next tick, and its
+    // next run sweeps and returns to the base interval.
+    let m = p.emulator.create_message(&g, MessageSpec::default());
+    p.settle(SETTLE).await;
+    let mut redelivered: serde_json::Value =
+        serde_json::from_str(&notification("message.updated", p.emulator.now(), &m)).unwrap();
+    redelivered["webhook_delivery_attempt"] = 2.into();
+    let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
+    record.message_id = Some(unique("record"));
+    record.body = Some(redelivered.to_string());
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = vec![record];
+    let (response, lines) = nylas_sync::metrics::capture(p.consumer.handle(event)).await;
+    assert!(response.batch_item_failures.is_empty());
+    let marked: f64 = lines
+        .iter()
+        .flat_map(|l| support::emf::validate_line(l).expect("EMF"))
+        .filter(|m| m.name == "GrantsMarkedDue")
+        .flat_map(|m| m.values)
+        .sum();
+    assert_eq!(marked, 1.0);
+    assert_eq!(grant().await.next_reconcile_at, Some(0));
+    assert_eq!(tick(p.emulator.now()).fan_out().await.unwrap().grants, 1);
+    p.aws.drain(&p.reconcile_queue).await;
+    let report = p.reconcile(&g, JobKind::Incremental).await;
+    assert!(report.swept, "evidence of loss brings a sweep");
+    assert_eq!(grant().await.reconcile_interval_s, Some(1800));
 }

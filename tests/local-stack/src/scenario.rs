@@ -356,8 +356,15 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
             env.insert("BACKFILL_DAYS", days.to_string());
         }
         if kind == Kind::PollingOnly || kind == Kind::SeedHybrid {
-            // The cookbook polls received_after the last sync, with no overlap.
+            // The cookbook polls received_after the last sync, with no overlap, every interval.
             env.insert("RECONCILE_OVERLAP_SECONDS", "0".into());
+        }
+        if let Some(interval) = kind.poll_interval() {
+            env.insert("RECONCILE_INTERVAL_SECONDS", interval.to_string());
+            if kind != Kind::Hybrid {
+                // Only nylas-sync backs off a grant whose polls find nothing.
+                env.insert("RECONCILE_MAX_INTERVAL_SECONDS", interval.to_string());
+            }
         }
         let env_ref: HashMap<&str, &str> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let writes: Arc<Mutex<Vec<WriteEvent>>> = Arc::default();
