@@ -1190,3 +1190,21 @@ async fn a_grant_whose_polls_find_nothing_is_polled_less_often_until_a_redeliver
     assert!(report.swept, "evidence of loss brings a sweep");
     assert_eq!(grant().await.reconcile_interval_s, Some(1800));
 }
+
+#[tokio::test]
+async fn listings_travel_gzip_compressed() {
+    // Issue 15: Nylas compresses its answers when asked; a page of 200 messages shrinks several
+    // times over.
+    let p = Pipeline::start(options(60.0, no_sweep())).await;
+    let g = started(&p).await;
+    p.emulator.set_silent(true);
+    for _ in 0..20 {
+        p.emulator.create_message(&g, MessageSpec::default());
+    }
+    let before = p.emulator.stats().api;
+    p.reconcile(&g, JobKind::Incremental).await;
+    let after = p.emulator.stats().api;
+    assert!(after.gzipped > before.gzipped, "{after:?}");
+    assert!(after.gzip_bytes_saved > before.gzip_bytes_saved);
+    assert_eq!(p.diff_against_truth(false).await, Vec::<String>::new());
+}

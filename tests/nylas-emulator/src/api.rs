@@ -219,7 +219,13 @@ async fn v3_gate(State(s): S, req: Request, next: Next) -> Response {
     let status = resp.status().as_u16();
     lock(&s.stats).record_api(endpoint, grant, status);
     if gzip_ok {
-        gzip_response(resp).await
+        let (resp, saved) = gzip_response(resp).await;
+        if let Some(saved) = saved {
+            let mut stats = lock(&s.stats);
+            stats.gzipped += 1;
+            stats.gzip_bytes_saved += saved;
+        }
+        resp
     } else {
         resp
     }
@@ -249,26 +255,31 @@ fn accepts_gzip(req: &Request) -> bool {
 
 /// `Content-Encoding: gzip` for a body above `GZIP_MIN_BYTES`, as Nylas does when the request
 /// sends `Accept-Encoding: gzip`.
-async fn gzip_response(resp: Response) -> Response {
+/// The answer, compressed when it is worth it, and the bytes compression saved (if it was).
+async fn gzip_response(resp: Response) -> (Response, Option<u64>) {
     if resp.headers().contains_key(header::CONTENT_ENCODING) {
-        return resp;
+        return (resp, None);
     }
     let (mut parts, body) = resp.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
-        return Response::from_parts(parts, Body::empty());
+        return (Response::from_parts(parts, Body::empty()), None);
     };
     parts
         .headers
         .append(header::VARY, HeaderValue::from_static("accept-encoding"));
     if bytes.len() <= GZIP_MIN_BYTES {
-        return Response::from_parts(parts, Body::from(bytes));
+        return (Response::from_parts(parts, Body::from(bytes)), None);
     }
     let compressed = crate::delivery::gzip(&bytes);
+    let saved = bytes.len().saturating_sub(compressed.len()) as u64;
     parts
         .headers
         .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::from(compressed))
+    (
+        Response::from_parts(parts, Body::from(compressed)),
+        Some(saved),
+    )
 }
 
 tokio::task_local! {

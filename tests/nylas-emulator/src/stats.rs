@@ -26,6 +26,12 @@ pub struct ApiStats {
     /// Answers a slow window held back, counted when the hold begins.
     #[serde(default)]
     pub held_back: u64,
+    /// Answers sent gzip-compressed (the request accepted gzip and the body was over 200 bytes),
+    /// and the bytes that saved.
+    #[serde(default)]
+    pub gzipped: u64,
+    #[serde(default)]
+    pub gzip_bytes_saved: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +105,8 @@ pub(crate) struct StatsRecorder {
     pub(crate) api: BTreeMap<(String, Option<String>, u16), u64>,
     pub(crate) webhooks: WebhookStats,
     pub(crate) held_back: u64,
+    pub(crate) gzipped: u64,
+    pub(crate) gzip_bytes_saved: u64,
 }
 
 /// One counter of `DeliveryCounts`.
@@ -169,6 +177,8 @@ impl StatsRecorder {
             });
         }
         api.held_back = self.held_back;
+        api.gzipped = self.gzipped;
+        api.gzip_bytes_saved = self.gzip_bytes_saved;
         let mut webhooks = self.webhooks.clone();
         webhooks.pending = pending;
         Stats { now, api, webhooks }
