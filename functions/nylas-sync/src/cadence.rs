@@ -3,7 +3,8 @@
 //! after each such run, up to `RECONCILE_MAX_INTERVAL_SECONDS`), and comes back to
 //! `RECONCILE_INTERVAL_SECONDS` at the first evidence of loss: a run that had to repair
 //! something, a catch-up, or a notification Nylas had to deliver more than once (its earlier
-//! attempts failed, so others may have failed for good). The drift sweep keeps its cycle in
+//! attempts failed, so others may have failed for good; that run also sweeps the recent
+//! window). The drift sweep keeps its cycle in
 //! time, whatever the interval: a run counts for the base intervals it covered.
 
 use crate::config::{ConfigError, Env};

@@ -278,8 +278,8 @@ impl<S: NotificationSource> Consumer<S> {
 
         // Evidence of loss: a notification Nylas had to deliver again means the endpoint failed
         // at its time, and others may have failed all three attempts. The grant's next
-        // scheduled run comes at the next tick, at the base interval, with a sweep
-        // (`cadence`). Best effort: the record itself does not depend on it.
+        // scheduled run comes at the next tick, at the base interval, with a sweep of the
+        // recent window (`cadence`). Best effort: the record itself does not depend on it.
         let redelivered: HashSet<&str> = intents
             .iter()
             .filter(|i| i.redelivered)

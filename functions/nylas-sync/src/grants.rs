@@ -60,6 +60,8 @@ pub struct Grant {
     pub reconcile_interval_s: Option<i64>,
     /// Unix s from when the scheduler sends the next scheduled run (0: at the next tick).
     pub next_reconcile_at: Option<i64>,
+    /// Evidence of loss asks the next run to sweep the recent window.
+    pub sweep_recent: bool,
     pub last_reconcile_outcome: Option<String>,
     /// Objects reconciliation had to repair, in total and in the last run.
     pub recovered_total: i64,
@@ -162,6 +164,11 @@ pub fn grant_of(item: &HashMap<String, AttributeValue>) -> Option<Grant> {
         last_reconcile_at: num(item, "last_reconcile_at"),
         reconcile_interval_s: num(item, "reconcile_interval_s"),
         next_reconcile_at: num(item, "next_reconcile_at"),
+        sweep_recent: item
+            .get("sweep_recent")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
         last_reconcile_outcome: text("last_reconcile_outcome"),
         recovered_total: num(item, "recovered_total").unwrap_or(0),
         last_recovered: num(item, "last_recovered").unwrap_or(0),
@@ -188,8 +195,8 @@ impl GrantStore {
 
     /// Evidence that webhooks for this grant were lost (a notification Nylas had to deliver
     /// more than once): its next scheduled run is due at the next tick, at the base interval,
-    /// with a drift sweep. Only an active grant is touched. Answers whether it was changed
-    /// (false: not active, or already due).
+    /// and sweeps the recent window. Only an active grant is touched. Answers whether it was
+    /// changed (false: not active, or already due).
     pub async fn mark_due_after_loss(&self, grant_id: &str) -> Result<bool, StoreError> {
         let result = self
             .ddb
@@ -197,7 +204,7 @@ impl GrantStore {
             .table_name(&self.table)
             .key("grant_id", AttributeValue::S(grant_id.into()))
             .update_expression(
-                "SET next_reconcile_at = :zero, runs_since_sweep = :sweep REMOVE reconcile_interval_s",
+                "SET next_reconcile_at = :zero, sweep_recent = :yes REMOVE reconcile_interval_s",
             )
             .condition_expression(
                 "#status = :active AND (attribute_not_exists(next_reconcile_at) OR next_reconcile_at > :zero)",
@@ -208,7 +215,7 @@ impl GrantStore {
                 AttributeValue::S(GrantStatus::Active.as_str().into()),
             )
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
-            .expression_attribute_values(":sweep", AttributeValue::N(i32::MAX.to_string()))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
             .send()
             .await;
         match result {
@@ -350,6 +357,8 @@ pub struct RunRecord {
     pub next_interval_s: Option<i64>,
     /// What the run adds to `runs_since_sweep` (base intervals it stood for).
     pub sweep_credit: i64,
+    /// The recent window was swept (a full sweep includes it): the evidence's request is met.
+    pub swept_recent: bool,
 }
 
 impl GrantStore {
@@ -516,8 +525,13 @@ impl GrantStore {
                 ),
             );
         }
+        let remove = if run.swept_recent {
+            " REMOVE sweep_recent"
+        } else {
+            ""
+        };
         match req
-            .update_expression(format!("SET {}", update.join(", ")))
+            .update_expression(format!("SET {}{remove}", update.join(", ")))
             .send()
             .await
         {
@@ -621,6 +635,7 @@ mod catch_up_tests {
             messages_received_after: None,
             events_updated_after: HashMap::new(),
             last_reconcile_at: None,
+            sweep_recent: false,
             reconcile_interval_s: None,
             next_reconcile_at: None,
             last_reconcile_outcome: None,

@@ -179,6 +179,8 @@ pub struct RunReport {
     pub pages: u64,
     pub written: u64,
     pub swept: bool,
+    /// Evidence of loss asked for the recent window only, and it was swept.
+    pub swept_recent: bool,
 }
 
 /// Counters since the cold start.
@@ -216,6 +218,7 @@ struct Run {
     pages: u64,
     written: u64,
     swept: bool,
+    swept_recent: bool,
     messages_cursor: Option<i64>,
     events_cursors: HashMap<String, i64>,
 }
@@ -414,6 +417,7 @@ impl Reconciler {
             pages: 0,
             written: 0,
             swept: false,
+            swept_recent: false,
         };
         if job.scheduled_at.is_some() {
             // One read, no lease taken and no Nylas call, for a duplicate the scheduler sent
@@ -461,6 +465,7 @@ impl Reconciler {
         report.pages = run.pages;
         report.written = run.written;
         report.swept = run.swept;
+        report.swept_recent = run.swept_recent;
         self.counters
             .recovered
             .fetch_add(run.recovered.max(0) as u64, Ordering::Relaxed);
@@ -480,6 +485,7 @@ impl Reconciler {
             outcome: outcome.to_string(),
             recovered: run.recovered,
             swept: run.swept,
+            swept_recent: run.swept || run.swept_recent,
             messages_cursor: if with_cursors {
                 run.messages_cursor
             } else {
@@ -577,6 +583,7 @@ impl Reconciler {
             pages: 0,
             written: 0,
             swept: false,
+            swept_recent: false,
         };
         let deleted = self
             .grants
@@ -802,12 +809,22 @@ impl Reconciler {
         }
 
         // Drift sweep.
-        if sweep_due
-            && deadline.saturating_duration_since(Instant::now()) > self.settings.safety_margin * 2
-        {
+        let time_to_sweep =
+            deadline.saturating_duration_since(Instant::now()) > self.settings.safety_margin * 2;
+        if sweep_due && time_to_sweep {
             self.sweep(grant, &calendar_ids, poll_start, deadline, run)
                 .await?;
             run.swept = true;
+        } else if grant.sweep_recent && time_to_sweep {
+            // Evidence of loss (a redelivered notification): what was lost is recent. The
+            // recent window's messages and the folders, not the walk through older mail (the
+            // periodic sweep keeps its own cycle); events are listed by change above.
+            let window = self.settings.sweep_window_days.max(1) * 86_400;
+            for (from, to) in sweep::slices(poll_start, None, window, 0) {
+                self.sweep_messages(g, from, to, run).await?;
+            }
+            self.reconcile_folders(g, poll_start, run).await?;
+            run.swept_recent = true;
         }
         Ok(Progress::Done)
     }
@@ -1319,6 +1336,7 @@ mod tests {
             messages_received_after: Some(1),
             events_updated_after: HashMap::new(),
             last_reconcile_at: None,
+            sweep_recent: false,
             reconcile_interval_s: None,
             next_reconcile_at: None,
             last_reconcile_outcome: None,

@@ -1163,7 +1163,7 @@ async fn a_grant_whose_polls_find_nothing_is_polled_less_often_until_a_redeliver
     p.aws.drain(&p.reconcile_queue).await;
 
     // A notification Nylas had to deliver twice: the grant is due at the next tick, and its
-    // next run sweeps and returns to the base interval.
+    // next run sweeps the recent window and returns to the base interval.
     let m = p.emulator.create_message(&g, MessageSpec::default());
     p.settle(SETTLE).await;
     let mut redelivered: serde_json::Value =
@@ -1187,7 +1187,11 @@ async fn a_grant_whose_polls_find_nothing_is_polled_less_often_until_a_redeliver
     assert_eq!(tick(p.emulator.now()).fan_out().await.unwrap().grants, 1);
     p.aws.drain(&p.reconcile_queue).await;
     let report = p.reconcile(&g, JobKind::Incremental).await;
-    assert!(report.swept, "evidence of loss brings a sweep");
+    assert!(
+        report.swept_recent && !report.swept,
+        "evidence of loss brings a sweep of the recent window, not the walk through older mail"
+    );
+    assert!(!grant().await.sweep_recent, "the request is met");
     assert_eq!(grant().await.reconcile_interval_s, Some(1800));
 }
 
