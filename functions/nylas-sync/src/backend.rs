@@ -49,6 +49,7 @@ impl SyncBackend {
                 max_inline_object_bytes: DEFAULT_MAX_INLINE_OBJECT_BYTES,
                 observer: None,
                 reads: Default::default(),
+                writes: Default::default(),
             },
             grants: GrantStore {
                 ddb,

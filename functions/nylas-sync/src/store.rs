@@ -228,6 +228,38 @@ pub struct ObjectStore {
     pub observer: Option<WriteObserver>,
     /// The read units this store's reads consumed (shared by its clones).
     pub reads: std::sync::Arc<ReadMeter>,
+    /// The write requests and units its writes consumed, refused ones included.
+    pub writes: std::sync::Arc<WriteMeter>,
+}
+
+/// DynamoDB writes of the objects table: requests, and write units by DynamoDB's billing rules
+/// (one per started KB of the item written; a conditional write that is refused still consumes
+/// them, so those count too).
+#[derive(Debug, Default)]
+pub struct WriteMeter {
+    requests: std::sync::atomic::AtomicU64,
+    units: std::sync::atomic::AtomicU64,
+}
+
+impl WriteMeter {
+    pub fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn units(&self) -> u64 {
+        self.units.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn add(&self, item: &HashMap<String, AttributeValue>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.requests.fetch_add(1, Relaxed);
+        self.units.fetch_add(write_units(item_bytes(item)), Relaxed);
+    }
+}
+
+/// Write units of one write of `bytes`: 1 KB blocks, at least one.
+pub fn write_units(bytes: usize) -> u64 {
+    bytes.div_ceil(1024).max(1) as u64
 }
 
 /// DynamoDB read units consumed, counted from what each read returned by DynamoDB's billing
@@ -437,6 +469,7 @@ impl ObjectStore {
                 item.insert(name.into(), r);
             }
         }
+        self.writes.add(&item);
         let result = self
             .ddb
             .put_item()
@@ -1165,6 +1198,17 @@ mod tests {
         assert_eq!(value_bytes(&map), 3 + 1 + 1 + 2);
         let list = AttributeValue::L(vec![s("xy"), AttributeValue::Null(true)]);
         assert_eq!(value_bytes(&list), 3 + (1 + 2) + (1 + 1));
+    }
+
+    #[test]
+    fn writes_bill_1kb_blocks() {
+        assert_eq!(write_units(0), 1);
+        assert_eq!(write_units(1024), 1);
+        assert_eq!(write_units(1025), 2);
+        assert_eq!(write_units(50_000), 49);
+        let meter = WriteMeter::default();
+        meter.add(&HashMap::from([("body".to_string(), s("x".repeat(3000)))]));
+        assert_eq!((meter.requests(), meter.units()), (1, 3));
     }
 
     #[test]

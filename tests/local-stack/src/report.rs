@@ -13,8 +13,13 @@ pub struct StrategyReport {
     pub lag_samples: usize,
     pub nylas_calls: u64,
     pub calls_per_grant_day: f64,
-    /// Conditional PutItem calls (effective writes plus those refused as stale).
+    /// Conditional PutItem calls of the objects table (effective writes plus those refused as
+    /// stale), by every function of the strategy.
     pub dynamodb_writes: u64,
+    /// Their write units (one per started KB of each item, refused writes included), per
+    /// grant-day: what DynamoDB bills.
+    #[serde(default)]
+    pub write_units_per_grant_day: f64,
     /// Objects reconciliation had to create or repair (the missed-webhook signal).
     pub recovered_by_reconcile: i64,
     pub missing: usize,
@@ -86,13 +91,14 @@ impl Report {
             ));
         }
         out.push_str(&format!(
-            "{:<28} {:>10} {:>10} {:>12} {:>15} {:>10} {:>10} {:>8} {:>6} {:>12}\n",
+            "{:<28} {:>10} {:>10} {:>12} {:>15} {:>10} {:>13} {:>10} {:>8} {:>6} {:>12}\n",
             "strategy",
             "lag p50",
             "lag p99",
             "Nylas calls",
             "calls/grant-day",
             "DDB writes",
+            "WCU/grant-day",
             "recovered",
             "missing",
             "stale",
@@ -100,13 +106,14 @@ impl Report {
         ));
         for s in &self.strategies {
             out.push_str(&format!(
-                "{:<28} {:>10} {:>10} {:>12} {:>15.0} {:>10} {:>10} {:>8} {:>6} {:>12}\n",
+                "{:<28} {:>10} {:>10} {:>12} {:>15.0} {:>10} {:>13.0} {:>10} {:>8} {:>6} {:>12}\n",
                 s.strategy,
                 secs(s.lag_p50_s),
                 secs(s.lag_p99_s),
                 s.nylas_calls,
                 s.calls_per_grant_day,
                 s.dynamodb_writes,
+                s.write_units_per_grant_day,
                 s.recovered_by_reconcile,
                 s.missing,
                 s.stale,
@@ -114,7 +121,7 @@ impl Report {
             ));
         }
         out.push_str(
-            "\nlag in emulated time; calls per grant-day = calls / grants / emulated days.\n",
+            "\nlag in emulated time; calls per grant-day = calls / grants / emulated days; WCU: DynamoDB write units of the objects table (1 per started KB of each item written, refused conditional writes included).\n",
         );
         out
     }
@@ -147,6 +154,13 @@ impl Report {
                 self.strategies
                     .iter()
                     .map(|s| s.dynamodb_writes as f64)
+                    .collect(),
+            ),
+            (
+                "DynamoDB write units per grant-day",
+                self.strategies
+                    .iter()
+                    .map(|s| s.write_units_per_grant_day)
                     .collect(),
             ),
             (

@@ -28,7 +28,7 @@ use nylas_emulator::{
 };
 use nylas_sync::aws::{self, AwsTimeouts};
 use nylas_sync::clock::Clock;
-use nylas_sync::consumer::{Consumer, ConsumerCounters};
+use nylas_sync::consumer::Consumer;
 use nylas_sync::grants::GrantStatus;
 use nylas_sync::ingest::Ingest;
 use nylas_sync::jobs::{JobKind, ReconcileJob};
@@ -144,6 +144,17 @@ struct Strategy {
     reconcile: SqsPoller,
     writes: Arc<Mutex<Vec<WriteEvent>>>,
     ingest_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Strategy {
+    /// Write requests and write units of the strategy's objects table, by all its functions.
+    fn writes(&self) -> (u64, u64) {
+        let stores = std::iter::once(&self.reconciler.objects)
+            .chain(self.consumer.as_ref().map(|c| &c.objects));
+        stores.fold((0, 0), |(r, u), o| {
+            (r + o.writes.requests(), u + o.writes.units())
+        })
+    }
 }
 
 /// Names the resources of one strategy (created in the AWS emulator).
@@ -448,6 +459,7 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
         .iter()
         .map(|s| s.reconciler.nylas.calls.total())
         .collect();
+    let writes_before: Vec<(u64, u64)> = strategies.iter().map(Strategy::writes).collect();
 
     // Traffic, with the scenario's faults.
     let stop = Arc::new(AtomicBool::new(false));
@@ -674,14 +686,10 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
             })
             .collect();
         lags.sort_by(f64::total_cmp);
-        let (consumer_calls, stale) = match &s.consumer {
-            Some(c) => (
-                c.nylas.calls.total(),
-                ConsumerCounters::get(&c.counters.stale),
-            ),
-            None => (0, 0),
-        };
+        let consumer_calls = s.consumer.as_ref().map_or(0, |c| c.nylas.calls.total());
         let calls = consumer_calls + s.reconciler.nylas.calls.total() - calls_before[i];
+        let (requests, units) = s.writes();
+        let (requests, units) = (requests - writes_before[i].0, units - writes_before[i].1);
         report.strategies.push(StrategyReport {
             strategy: s.kind.label().to_string(),
             lag_p50_s: percentile(&lags, 0.50),
@@ -689,7 +697,8 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
             lag_samples: lags.len(),
             nylas_calls: calls,
             calls_per_grant_day: calls as f64 / config.grants as f64 / emulated_days,
-            dynamodb_writes: writes.len() as u64 + stale,
+            dynamodb_writes: requests,
+            write_units_per_grant_day: units as f64 / config.grants as f64 / emulated_days,
             recovered_by_reconcile: grants_recovered(&s.reconciler, &emulator).await,
             missing: completeness.missing.len(),
             stale: completeness.stale.len(),
