@@ -3,10 +3,10 @@
 //! client, and the AWS configuration they came from.
 
 use crate::aws::{self, AwsTimeouts};
-use crate::config::{ConfigError, Env, Secrets, DEFAULT_NYLAS_API_URI};
+use crate::config::{ConfigError, Env, Secrets};
 use crate::grants::GrantStore;
 use crate::jobs::JobQueue;
-use crate::nylas::{ClientSettings, NylasClient};
+use crate::nylas::NylasClient;
 use crate::store::{ObjectStore, DEFAULT_MAX_INLINE_OBJECT_BYTES};
 
 pub struct SyncBackend {
@@ -25,20 +25,9 @@ impl SyncBackend {
         let grants_table = env.required("GRANTS_TABLE")?;
         let bucket = env.required("PAYLOAD_BUCKET")?;
         let queue_url = env.required("RECONCILE_QUEUE_URL")?;
-        let api_uri = env
-            .optional("NYLAS_API_URI")
-            .unwrap_or_else(|| DEFAULT_NYLAS_API_URI.into());
         let sdk = aws::sdk_config(AwsTimeouts::BACKGROUND).await;
         let secrets = Secrets::load(env, &sdk).await?;
-        let nylas = NylasClient::new(
-            &api_uri,
-            secrets.require_api_key(env)?,
-            ClientSettings::default(),
-        )
-        .map_err(|e| ConfigError::Invalid {
-            name: "NYLAS_API_URI",
-            reason: e.to_string(),
-        })?;
+        let nylas = NylasClient::from_config(env, &secrets)?;
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
         Ok(Self {
             objects: ObjectStore {

@@ -20,9 +20,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{ConfigError, Env, Secrets, DEFAULT_NYLAS_API_URI};
+use crate::config::{ConfigError, Env, Secrets};
 use crate::grants::GrantStore;
-use crate::nylas::{ClientSettings, NylasClient, NylasError};
+use crate::nylas::{NylasClient, NylasError};
 use crate::scheduler::{ScheduleError, Scheduler};
 use crate::store::StoreError;
 
@@ -173,18 +173,7 @@ impl DestinationWatch {
         let Some(webhook_id) = secrets.webhook_id.clone().filter(|w| !w.is_empty()) else {
             return Ok(None);
         };
-        let api_uri = env
-            .optional("NYLAS_API_URI")
-            .unwrap_or_else(|| DEFAULT_NYLAS_API_URI.into());
-        let nylas = NylasClient::new(
-            &api_uri,
-            secrets.require_api_key(env)?,
-            ClientSettings::default(),
-        )
-        .map_err(|e| ConfigError::Invalid {
-            name: "NYLAS_API_URI",
-            reason: e.to_string(),
-        })?;
+        let nylas = NylasClient::from_config(env, &secrets)?;
         Ok(Some(Self {
             nylas,
             webhook_id,

@@ -139,6 +139,29 @@ fn dynamo_err<E: std::error::Error + 'static, R: std::fmt::Debug>(
     StoreError::Dynamo(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
 }
 
+/// A conditional update's answer: `Some` when it was applied, `None` when its condition refused
+/// it, an error otherwise.
+fn unless_refused<R: std::fmt::Debug>(
+    result: Result<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
+        aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+            R,
+        >,
+    >,
+) -> Result<Option<aws_sdk_dynamodb::operation::update_item::UpdateItemOutput>, StoreError> {
+    match result {
+        Ok(out) => Ok(Some(out)),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(dynamo_err(e)),
+    }
+}
+
 fn num(item: &HashMap<String, AttributeValue>, k: &str) -> Option<i64> {
     item.get(k)
         .and_then(|v| v.as_n().ok())
@@ -218,16 +241,7 @@ impl GrantStore {
             .expression_attribute_values(":yes", AttributeValue::Bool(true))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(dynamo_err(e)),
-        }
+        Ok(unless_refused(result)?.is_some())
     }
 
     /// The webhook destination's last incident, as [`crate::destination::DestinationWatch`]
@@ -327,17 +341,11 @@ impl GrantStore {
                 .expression_attribute_names(format!("#x{i}"), *name)
                 .expression_attribute_values(format!(":x{i}"), value.clone());
         }
-        match req.update_expression(update).send().await {
-            Ok(out) => Ok(StatusChange::Applied {
+        match unless_refused(req.update_expression(update).send().await)? {
+            Some(out) => Ok(StatusChange::Applied {
                 previous: out.attributes.as_ref().and_then(grant_of).map(Box::new),
             }),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(StatusChange::Stale)
-            }
-            Err(e) => Err(dynamo_err(e)),
+            None => Ok(StatusChange::Stale),
         }
     }
 }
@@ -394,16 +402,7 @@ impl GrantStore {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match result {
-            Ok(out) => Ok(out.attributes.as_ref().and_then(grant_of)),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(dynamo_err(e)),
-        }
+        Ok(unless_refused(result)?.and_then(|out| out.attributes.as_ref().and_then(grant_of)))
     }
 
     /// Moves the sweep's walk through older mail to `cursor`, while `owner` holds the lease (a
@@ -429,16 +428,7 @@ impl GrantStore {
             None => req.update_expression("REMOVE sweep_cursor"),
         };
         let result = req.send().await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(dynamo_err(e)),
-        }
+        Ok(unless_refused(result)?.is_some())
     }
 
     /// Records a run and releases the lease, conditional on still holding it. Cursors only move
@@ -530,20 +520,11 @@ impl GrantStore {
         } else {
             ""
         };
-        match req
+        let result = req
             .update_expression(format!("SET {}{remove}", update.join(", ")))
             .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(dynamo_err(e)),
-        }
+            .await;
+        Ok(unless_refused(result)?.is_some())
     }
 
     /// Releases the lease without recording a run (a failed run: cursors stay where they were).
@@ -565,16 +546,8 @@ impl GrantStore {
             .expression_attribute_values(":outcome", AttributeValue::S(outcome.into()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(dynamo_err(e)),
-        }
+        // Refused: the lease was lost to another run, which records its own outcome.
+        unless_refused(result).map(|_| ())
     }
 
     /// One page of a scan segment for the active grants due a scheduled run: those whose

@@ -105,6 +105,26 @@ pub struct NylasClient {
 }
 
 impl NylasClient {
+    /// The client every function builds: `NYLAS_API_URI` (default Nylas's US endpoint) and
+    /// the API key from the loaded secrets (or `NYLAS_API_KEY` locally).
+    pub fn from_config(
+        env: &impl crate::config::Env,
+        secrets: &crate::config::Secrets,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let api_uri = env
+            .optional("NYLAS_API_URI")
+            .unwrap_or_else(|| crate::config::DEFAULT_NYLAS_API_URI.into());
+        Self::new(
+            &api_uri,
+            secrets.require_api_key(env)?,
+            ClientSettings::default(),
+        )
+        .map_err(|e| crate::config::ConfigError::Invalid {
+            name: "NYLAS_API_URI",
+            reason: e.to_string(),
+        })
+    }
+
     pub fn new(
         base_uri: &str,
         api_key: ApiKey,
