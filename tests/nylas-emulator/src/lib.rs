@@ -428,8 +428,11 @@ impl Emulator {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
+        // Webhook deliveries: no `Accept-Encoding` of reqwest's own (the workspace enables its
+        // gzip feature for the product's client).
         let http = reqwest::Client::builder()
             .no_proxy()
+            .no_gzip()
             .user_agent("nylas-emulator")
             .build()
             .map_err(|e| std::io::Error::other(e.to_string()))?;

@@ -201,9 +201,13 @@ pub async fn start(config: EmulatorConfig) -> Emulator {
     Emulator::start(config).await.expect("emulator starts")
 }
 
+/// A client that sends exactly what a test asks: no proxy, and no `Accept-Encoding: gzip` or
+/// decompression of its own (the workspace's reqwest has the `gzip` feature for the product's
+/// client), so the tests see the emulator's answers as sent.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
+        .no_gzip()
         .build()
         .expect("client")
 }
