@@ -674,22 +674,36 @@ impl ObjectStore {
         grant_id: &str,
         keys_only: bool,
     ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut query = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("grant_id = :g")
+            .expression_attribute_values(":g", s(grant_id))
+            .consistent_read(true);
+        if keys_only {
+            query = query.projection_expression("grant_id, sk");
+        }
+        self.query_all(query).await
+    }
+
+    /// Every item `query` returns, page after page, each page's read units counted (strongly
+    /// consistent if the query asks for it).
+    async fn query_all(
+        &self,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let consistent = query.get_consistent_read().unwrap_or(false);
         let mut items = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
-            let mut q = self
-                .ddb
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("grant_id = :g")
-                .expression_attribute_values(":g", s(grant_id))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take());
-            if keys_only {
-                q = q.projection_expression("grant_id, sk");
-            }
-            let page = q.send().await.map_err(dynamo_err)?;
-            self.reads.page(page.items(), true);
+            let page = query
+                .clone()
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(dynamo_err)?;
+            self.reads.page(page.items(), consistent);
             items.extend(page.items.unwrap_or_default());
             match page.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
@@ -824,33 +838,22 @@ impl ObjectStore {
         resolve_bodies: bool,
     ) -> Result<Vec<StoredObject>, StoreError> {
         let mut out = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .ddb
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("grant_id = :g AND begins_with(sk, :p)")
-                .expression_attribute_values(":g", s(grant_id))
-                .expression_attribute_values(":p", s(prefix))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(dynamo_err)?;
-            self.reads.page(page.items(), true);
-            for mut item in page.items.unwrap_or_default() {
-                if !resolve_bodies {
-                    item.remove("body_ref");
-                    item.remove("object_ref");
-                }
-                out.push(self.stored_object(item).await?);
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("grant_id = :g AND begins_with(sk, :p)")
+            .expression_attribute_values(":g", s(grant_id))
+            .expression_attribute_values(":p", s(prefix))
+            .consistent_read(true);
+        for mut item in self.query_all(query).await? {
+            if !resolve_bodies {
+                item.remove("body_ref");
+                item.remove("object_ref");
             }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
-            }
+            out.push(self.stored_object(item).await?);
         }
+        Ok(out)
     }
 
     /// The live messages the store holds received in `[from, to)` (Unix s), with their flags,
@@ -862,50 +865,39 @@ impl ObjectStore {
         to: i64,
     ) -> Result<HashMap<String, Flags>, StoreError> {
         let mut out = HashMap::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .ddb
-                .query()
-                .table_name(&self.table)
-                .index_name(BY_DATE_INDEX)
-                .key_condition_expression("grant_id = :g AND #d BETWEEN :from AND :to")
-                .expression_attribute_names("#d", DATE_ATTRIBUTE)
-                .expression_attribute_values(":g", s(grant_id))
-                .expression_attribute_values(":from", n(from))
-                .expression_attribute_values(":to", n(to - 1))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(dynamo_err)?;
-            self.reads.page(page.items(), false);
-            for item in page.items.unwrap_or_default() {
-                let Some(id) = item
-                    .get("sk")
-                    .and_then(|v| v.as_s().ok())
-                    .and_then(|sk| sk.strip_prefix("message#"))
-                else {
-                    continue;
-                };
-                let flags: Value = item
-                    .get(FLAGS_ATTRIBUTE)
-                    .and_then(|v| serde_dynamo::from_attribute_value(v.clone()).ok())
-                    .unwrap_or(Value::Null);
-                let field = |k: &str| flags.get(k).filter(|v| !v.is_null()).cloned();
-                out.insert(
-                    id.to_string(),
-                    Flags {
-                        folders: field("folders"),
-                        unread: field("unread"),
-                        starred: field("starred"),
-                    },
-                );
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
-            }
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_DATE_INDEX)
+            .key_condition_expression("grant_id = :g AND #d BETWEEN :from AND :to")
+            .expression_attribute_names("#d", DATE_ATTRIBUTE)
+            .expression_attribute_values(":g", s(grant_id))
+            .expression_attribute_values(":from", n(from))
+            .expression_attribute_values(":to", n(to - 1));
+        for item in self.query_all(query).await? {
+            let Some(id) = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|sk| sk.strip_prefix("message#"))
+            else {
+                continue;
+            };
+            let flags: Value = item
+                .get(FLAGS_ATTRIBUTE)
+                .and_then(|v| serde_dynamo::from_attribute_value(v.clone()).ok())
+                .unwrap_or(Value::Null);
+            let field = |k: &str| flags.get(k).filter(|v| !v.is_null()).cloned();
+            out.insert(
+                id.to_string(),
+                Flags {
+                    folders: field("folders"),
+                    unread: field("unread"),
+                    starred: field("starred"),
+                },
+            );
         }
+        Ok(out)
     }
 
     /// Whether the store holds a live message received before `before` (one index read).
@@ -939,41 +931,30 @@ impl ObjectStore {
         prefix: &str,
     ) -> Result<Vec<ObjectRef>, StoreError> {
         let mut out = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .ddb
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("grant_id = :g AND begins_with(sk, :p)")
-                .expression_attribute_values(":g", s(grant_id))
-                .expression_attribute_values(":p", s(prefix))
-                .projection_expression("sk, deleted")
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(dynamo_err)?;
-            self.reads.page(page.items(), true);
-            for item in page.items.unwrap_or_default() {
-                let deleted = item
-                    .get("deleted")
-                    .and_then(|v| v.as_bool().ok())
-                    .copied()
-                    .unwrap_or(false);
-                let object_ref = item
-                    .get("sk")
-                    .and_then(|v| v.as_s().ok())
-                    .and_then(|sk| ObjectRef::from_sort_key(sk));
-                if let (false, Some(r)) = (deleted, object_ref) {
-                    out.push(r);
-                }
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("grant_id = :g AND begins_with(sk, :p)")
+            .expression_attribute_values(":g", s(grant_id))
+            .expression_attribute_values(":p", s(prefix))
+            .projection_expression("sk, deleted")
+            .consistent_read(true);
+        for item in self.query_all(query).await? {
+            let deleted = item
+                .get("deleted")
+                .and_then(|v| v.as_bool().ok())
+                .copied()
+                .unwrap_or(false);
+            let object_ref = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|sk| ObjectRef::from_sort_key(sk));
+            if let (false, Some(r)) = (deleted, object_ref) {
+                out.push(r);
             }
         }
+        Ok(out)
     }
 
     /// The calendars under which the store holds event `event_id` (tombstones included), for
@@ -985,36 +966,25 @@ impl ObjectStore {
     ) -> Result<Vec<String>, StoreError> {
         let suffix = format!("#{event_id}");
         let mut out = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .ddb
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("grant_id = :g AND begins_with(sk, :p)")
-                .expression_attribute_values(":g", s(grant_id))
-                .expression_attribute_values(":p", s("event#"))
-                .projection_expression("sk")
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(dynamo_err)?;
-            self.reads.page(page.items(), false);
-            for item in page.items.unwrap_or_default() {
-                if let Some(AttributeValue::S(sk)) = item.get("sk") {
-                    if let Some(cal) = sk
-                        .strip_prefix("event#")
-                        .and_then(|rest| rest.strip_suffix(&suffix))
-                    {
-                        out.push(cal.to_string());
-                    }
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("grant_id = :g AND begins_with(sk, :p)")
+            .expression_attribute_values(":g", s(grant_id))
+            .expression_attribute_values(":p", s("event#"))
+            .projection_expression("sk");
+        for item in self.query_all(query).await? {
+            if let Some(AttributeValue::S(sk)) = item.get("sk") {
+                if let Some(cal) = sk
+                    .strip_prefix("event#")
+                    .and_then(|rest| rest.strip_suffix(&suffix))
+                {
+                    out.push(cal.to_string());
                 }
             }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
-            }
         }
+        Ok(out)
     }
 
     /// Version, tombstone flag and content hash of the given objects (absent ones omitted), by
