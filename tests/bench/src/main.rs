@@ -304,6 +304,11 @@ fn lambda_env(function: &str, runtime_api: &str) -> Vec<(String, String)> {
     if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
         env.push(("AWS_ENDPOINT_URL".into(), endpoint));
     }
+    // Lambda passes a function's configured environment; glibc's allocator tunables are one
+    // such setting worth measuring (`GLIBC_TUNABLES=glibc.malloc.trim_threshold=...`).
+    if let Ok(tunables) = std::env::var("GLIBC_TUNABLES") {
+        env.push(("GLIBC_TUNABLES".into(), tunables));
+    }
     env
 }
 
