@@ -219,6 +219,8 @@ struct Run {
     written: u64,
     swept: bool,
     swept_recent: bool,
+    /// What this run adds to the grant's count toward the periodic sweep (see [`Cadence`]).
+    sweep_credit: i64,
     messages_cursor: Option<i64>,
     events_cursors: HashMap<String, i64>,
 }
@@ -458,6 +460,10 @@ impl Reconciler {
             owner: owner.clone(),
             count_missed: job.kind == JobKind::Incremental
                 && grant.messages_received_after.is_some(),
+            sweep_credit: self
+                .settings
+                .cadence
+                .sweep_credit(grant.last_reconcile_at.map(|last| poll_start - last)),
             ..Run::default()
         };
         let result = self.sync(&grant, job, poll_start, deadline, &mut run).await;
@@ -476,10 +482,6 @@ impl Reconciler {
             .settings
             .cadence
             .next_interval(grant.reconcile_interval_s, evidence);
-        let sweep_credit = self
-            .settings
-            .cadence
-            .sweep_credit(grant.last_reconcile_at.map(|last| poll_start - last));
         let record = |outcome: &str, with_cursors: bool| RunRecord {
             started_at: poll_start,
             outcome: outcome.to_string(),
@@ -497,7 +499,7 @@ impl Reconciler {
                 HashMap::new()
             },
             next_interval_s: with_cursors.then_some(next_interval),
-            sweep_credit,
+            sweep_credit: run.sweep_credit,
         };
         match result {
             Ok(Progress::Done) => {
@@ -696,11 +698,8 @@ impl Reconciler {
         // Calendars, then events per calendar.
         let sweep_due = job.force_sweep
             || job.kind == JobKind::CatchUp
-            || grant.runs_since_sweep.saturating_add(
-                self.settings
-                    .cadence
-                    .sweep_credit(grant.last_reconcile_at.map(|last| poll_start - last)),
-            ) >= self.settings.sweep_every_runs;
+            || grant.runs_since_sweep.saturating_add(run.sweep_credit)
+                >= self.settings.sweep_every_runs;
         let mut calendar_ids = Vec::new();
         let calendars_listed =
             lists_calendars(job.kind, grant.messages_received_after.is_some(), sweep_due);
