@@ -3,9 +3,15 @@
 //! newer one and a tombstone can never be undone by a late create or update.
 //!
 //! Keys: partition `grant_id`, sort `sk` = `message#<id>` | `event#<calendar_id>#<id>` |
-//! `calendar#<id>` | `folder#<id>`. Objects are kept as Nylas sent them (unknown fields
-//! included). A message body that would push the item past DynamoDB's 400 KB limit is stored in
-//! S3 under a content-addressed key and the item holds a pointer.
+//! `calendar#<id>` | `folder#<id>`, and `body#<id>` for a message's body. Objects are kept as
+//! Nylas sent them (unknown fields included).
+//!
+//! A message's body never changes, while its flags and folders change often, and DynamoDB bills
+//! a write by the size of the item written (refused writes included). So a body of
+//! [`BODY_APART_MIN_BYTES`] or more is kept in an item of its own, written once, before the
+//! first message item that names it (`body_hash`); a flag or folder change then rewrites only the
+//! message's small item. A body too large for an item goes to S3 under a content-addressed key
+//! and its item holds a pointer; an object too large even without its body goes to S3 whole.
 
 use std::collections::HashMap;
 
@@ -33,6 +39,11 @@ pub const DATE_ATTRIBUTE: &str = "mdate";
 pub const BY_DATE_PROJECTION: &[&str] = &[FLAGS_ATTRIBUTE, "version"];
 /// A copy of a live message's flags at the item's top level (an index projects only those).
 pub const FLAGS_ATTRIBUTE: &str = "flags";
+/// A message body at least this long is kept apart from the message, in `body#<id>` (shorter
+/// ones cost less inline than as a second write).
+pub const BODY_APART_MIN_BYTES: usize = 1024;
+/// On a message item whose body is kept apart: the body's digest (see [`body_hash`]).
+pub const BODY_HASH_ATTRIBUTE: &str = "body_hash";
 
 /// What the sweep compares of a message: its mutable flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,10 +246,15 @@ pub struct ObjectStore {
 /// DynamoDB writes of the objects table: requests, and write units by DynamoDB's billing rules
 /// (one per started KB of the item written; a conditional write that is refused still consumes
 /// them, so those count too).
+///
+/// Beside them it keeps what the same states would have cost written as one item each, body
+/// included, whatever their outcome (the layout before bodies were kept apart): the baseline the
+/// body's own item is measured against.
 #[derive(Debug, Default)]
 pub struct WriteMeter {
     requests: std::sync::atomic::AtomicU64,
     units: std::sync::atomic::AtomicU64,
+    one_item_units: std::sync::atomic::AtomicU64,
 }
 
 impl WriteMeter {
@@ -250,10 +266,25 @@ impl WriteMeter {
         self.units.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Write units had every state been written as one item, body included.
+    pub fn one_item_units(&self) -> u64 {
+        self.one_item_units
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn add(&self, item: &HashMap<String, AttributeValue>) {
+        self.add_bytes(item_bytes(item));
+    }
+
+    fn add_bytes(&self, bytes: usize) {
         use std::sync::atomic::Ordering::Relaxed;
         self.requests.fetch_add(1, Relaxed);
-        self.units.fetch_add(write_units(item_bytes(item)), Relaxed);
+        self.units.fetch_add(write_units(bytes), Relaxed);
+    }
+
+    fn add_one_item(&self, bytes: usize) {
+        self.one_item_units
+            .fetch_add(write_units(bytes), std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -370,25 +401,51 @@ fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-/// Where an object's bytes go, given its serialized size, its body's size and the most an item
-/// may hold inline.
+/// Where an object's bytes go, given its serialized size, its body's size, whether it is a
+/// message, and the most an item may hold inline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placement {
+pub enum Layout {
+    /// The whole object in its item.
     Inline,
-    /// The body to the bucket, the rest in the item.
-    BodyInBucket,
+    /// A message's body in an item of its own (`body#<id>`; its bytes in the bucket when they
+    /// exceed what an item may hold, `in_bucket`), the rest in the message's item.
+    BodyApart { in_bucket: bool },
     /// The whole object to the bucket; the item keeps [`slim_object`].
     ObjectInBucket,
 }
 
-pub fn placement(object_bytes: usize, body_bytes: Option<usize>, max_inline: usize) -> Placement {
-    if object_bytes <= max_inline {
-        Placement::Inline
-    } else if body_bytes.is_some_and(|b| object_bytes.saturating_sub(b) <= max_inline) {
-        Placement::BodyInBucket
-    } else {
-        Placement::ObjectInBucket
+pub fn layout(
+    message: bool,
+    object_bytes: usize,
+    body_bytes: Option<usize>,
+    max_inline: usize,
+) -> Layout {
+    let rest = object_bytes.saturating_sub(body_bytes.unwrap_or(0));
+    match body_bytes {
+        Some(b) if message && b >= BODY_APART_MIN_BYTES && rest <= max_inline => {
+            Layout::BodyApart {
+                in_bucket: b > max_inline,
+            }
+        }
+        _ if object_bytes <= max_inline => Layout::Inline,
+        _ => Layout::ObjectInBucket,
     }
+}
+
+/// A body's digest, as the message item names it: 128 bits of SHA-256, hex.
+pub fn body_hash(body: &str) -> String {
+    hex::encode(&Sha256::digest(body.as_bytes())[..16])
+}
+
+/// Whether a state's body must be written: unless the message item held names the same body
+/// (then its item exists: a body is written before any message item that names it).
+pub fn body_needed(held_body_hash: Option<&str>, body_hash: &str) -> bool {
+    held_body_hash != Some(body_hash)
+}
+
+/// The sort key of a message's body item.
+pub fn body_sort_key(message_id: &str) -> String {
+    format!("body#{message_id}")
 }
 
 /// Fields kept in an item whose object lives in the bucket: what identifies it and what the
@@ -427,9 +484,10 @@ impl ObjectStore {
         now_ms: i64,
     ) -> Result<PutOutcome, StoreError> {
         let hash = state.content_hash();
+        let sk = state.object_ref.sort_key();
         let mut item = HashMap::from([
             ("grant_id".to_string(), s(&state.grant_id)),
-            ("sk".to_string(), s(state.object_ref.sort_key())),
+            ("sk".to_string(), s(&sk)),
             ("kind".to_string(), s(state.object_ref.kind())),
             ("object_id".to_string(), s(state.object_ref.id())),
             ("version".to_string(), n(state.version)),
@@ -441,8 +499,9 @@ impl ObjectStore {
             ("source".to_string(), s(state.source.as_str())),
             ("written_at".to_string(), n(now_ms)),
         ]);
-        if let (ObjectRef::Message { .. }, Some(date)) = (
-            &state.object_ref,
+        let message = matches!(state.object_ref, ObjectRef::Message { .. });
+        if let (true, Some(date)) = (
+            message,
             state
                 .object
                 .as_ref()
@@ -460,16 +519,81 @@ impl ObjectStore {
                 item.insert(FLAGS_ATTRIBUTE.into(), value);
             }
         }
+        // What the one-item layout would have added to the item: the body.
+        let mut body_bytes_apart = 0;
         if let Some(object) = &state.object {
-            let (object, pointer) = self.offload_body(&state.grant_id, object).await?;
-            let value: AttributeValue = serde_dynamo::to_attribute_value(&object)
+            let size = serde_json::to_vec(object).map(|v| v.len()).unwrap_or(0);
+            let body = object.get("body").and_then(Value::as_str);
+            let kept = match layout(
+                message,
+                size,
+                body.map(str::len),
+                self.max_inline_object_bytes,
+            ) {
+                Layout::Inline => object.clone(),
+                Layout::BodyApart { in_bucket } => {
+                    let body = body.unwrap_or_default();
+                    let digest = body_hash(body);
+                    body_bytes_apart = body.len();
+                    // The message item as held (one small read): a newer state there makes this
+                    // one stale at no write's cost, and a body it already names is not written again.
+                    if let Some(held) = self
+                        .get_item_projected(
+                            &state.grant_id,
+                            &sk,
+                            "version, deleted, content_hash, body_hash",
+                        )
+                        .await?
+                    {
+                        let existing = existing_of(&held);
+                        let held_body = held.get(BODY_HASH_ATTRIBUTE).and_then(|v| v.as_s().ok());
+                        if existing.version >= state.version {
+                            self.writes
+                                .add_one_item(item_bytes(&item) + size + "object".len());
+                            return Ok(PutOutcome::Stale(existing));
+                        }
+                        if body_needed(held_body.map(String::as_str), &digest) {
+                            self.put_body(state, body, &digest, in_bucket).await?;
+                        }
+                    } else {
+                        self.put_body(state, body, &digest, in_bucket).await?;
+                    }
+                    item.insert(BODY_HASH_ATTRIBUTE.into(), s(digest));
+                    let mut rest = object.clone();
+                    if let Some(map) = rest.as_object_mut() {
+                        map.remove("body");
+                    }
+                    rest
+                }
+                Layout::ObjectInBucket => {
+                    // Too large even without its body (thousands of recipients): the whole
+                    // object goes to the bucket; the item keeps the fields that change and
+                    // identify it.
+                    let bytes = serde_json::to_vec(object)
+                        .map_err(|e| StoreError::Encoding(e.to_string()))?;
+                    let key = format!(
+                        "objects/{}/{}",
+                        state.grant_id,
+                        hex::encode(Sha256::digest(&bytes))
+                    );
+                    let len = bytes.len();
+                    self.put_payload(&key, "application/json", bytes).await?;
+                    item.insert("object_ref".into(), self.pointer(key, len));
+                    slim_object(object)
+                }
+            };
+            let value: AttributeValue = serde_dynamo::to_attribute_value(&kept)
                 .map_err(|e| StoreError::Encoding(e.to_string()))?;
             item.insert("object".into(), value);
-            if let Some((name, r)) = pointer {
-                item.insert(name.into(), r);
-            }
         }
-        self.writes.add(&item);
+        let bytes = item_bytes(&item);
+        self.writes.add_bytes(bytes);
+        self.writes.add_one_item(if body_bytes_apart > 0 {
+            bytes + body_bytes_apart + "body".len() + 1
+        } else {
+            bytes
+        });
+        let tombstone_of_message = message && state.is_tombstone();
         let result = self
             .ddb
             .put_item()
@@ -479,14 +603,24 @@ impl ObjectStore {
             .expression_attribute_names("#v", "version")
             .expression_attribute_values(":v", n(state.version))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .set_return_values(
+                tombstone_of_message.then_some(aws_sdk_dynamodb::types::ReturnValue::AllOld),
+            )
             .send()
             .await;
         match result {
-            Ok(_) => {
+            Ok(out) => {
+                // A deleted message's body goes with it.
+                let had_body = out
+                    .attributes()
+                    .is_some_and(|old| old.contains_key(BODY_HASH_ATTRIBUTE));
+                if tombstone_of_message && had_body {
+                    self.delete_body(state).await?;
+                }
                 if let Some(observe) = &self.observer {
                     observe(&WriteEvent {
                         grant_id: state.grant_id.clone(),
-                        sort_key: state.object_ref.sort_key(),
+                        sort_key: sk,
                         source: state.source,
                         tombstone: state.is_tombstone(),
                         changed_at: state.changed_at,
@@ -512,9 +646,7 @@ impl ObjectStore {
                     }
                     // The emulator may not return the old item: read it.
                     Some(_) => {
-                        let old = self
-                            .get_item(&state.grant_id, &state.object_ref.sort_key())
-                            .await?;
+                        let old = self.get_item(&state.grant_id, &sk).await?;
                         Ok(PutOutcome::Stale(old.map(|o| existing_of(&o)).unwrap_or(
                             Existing {
                                 version: Version::MAX,
@@ -528,47 +660,88 @@ impl ObjectStore {
         }
     }
 
-    /// Moves a large `body` to S3 (content-addressed, so it is written before the item and a
-    /// lost race leaves only an unreferenced copy). Returns the object to store and the pointer.
-    /// Puts what would push the item past DynamoDB's 400 KB limit into the bucket (see
-    /// [`placement`]) and answers the object the item keeps, with the pointer attribute to add
-    /// (`body_ref` or `object_ref`).
-    async fn offload_body(
+    /// Writes a message's body item (its bytes to the bucket first if they are too large for
+    /// it), unless a newer state's body is already there.
+    async fn put_body(
         &self,
-        grant_id: &str,
-        object: &Value,
-    ) -> Result<(Value, Option<(&'static str, AttributeValue)>), StoreError> {
-        let size = serde_json::to_vec(object).map(|v| v.len()).unwrap_or(0);
-        let body = object.get("body").and_then(Value::as_str);
-        match placement(size, body.map(str::len), self.max_inline_object_bytes) {
-            Placement::Inline => Ok((object.clone(), None)),
-            Placement::BodyInBucket => {
-                let body = body.unwrap_or_default();
-                let key = format!(
-                    "bodies/{grant_id}/{}",
-                    hex::encode(Sha256::digest(body.as_bytes()))
-                );
-                self.put_payload(&key, "text/html; charset=utf-8", body.as_bytes().to_vec())
-                    .await?;
-                let mut slim = object.clone();
-                if let Some(map) = slim.as_object_mut() {
-                    map.remove("body");
-                }
-                Ok((slim, Some(("body_ref", self.pointer(key, body.len())))))
+        state: &ObjectState,
+        body: &str,
+        digest: &str,
+        in_bucket: bool,
+    ) -> Result<(), StoreError> {
+        let id = state.object_ref.id();
+        let mut item = HashMap::from([
+            ("grant_id".to_string(), s(&state.grant_id)),
+            ("sk".to_string(), s(body_sort_key(id))),
+            ("kind".to_string(), s("body")),
+            ("object_id".to_string(), s(id)),
+            ("version".to_string(), n(state.version)),
+            (BODY_HASH_ATTRIBUTE.to_string(), s(digest)),
+        ]);
+        if in_bucket {
+            // Content-addressed, so a lost race leaves only an unreferenced copy.
+            let key = format!(
+                "bodies/{}/{}",
+                state.grant_id,
+                hex::encode(Sha256::digest(body.as_bytes()))
+            );
+            self.put_payload(&key, "text/html; charset=utf-8", body.as_bytes().to_vec())
+                .await?;
+            item.insert("body_ref".into(), self.pointer(key, body.len()));
+        } else {
+            item.insert("body".into(), s(body));
+        }
+        self.writes.add(&item);
+        let result = self
+            .ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(sk) OR #v <= :v")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":v", n(state.version))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(()) // a newer state's body is held; this state will lose its own write too
             }
-            Placement::ObjectInBucket => {
-                // Too large even without its body (thousands of recipients): the whole object
-                // goes to the bucket; the item keeps the fields that change and identify it.
-                let bytes =
-                    serde_json::to_vec(object).map_err(|e| StoreError::Encoding(e.to_string()))?;
-                let key = format!("objects/{grant_id}/{}", hex::encode(Sha256::digest(&bytes)));
-                let len = bytes.len();
-                self.put_payload(&key, "application/json", bytes).await?;
-                Ok((
-                    slim_object(object),
-                    Some(("object_ref", self.pointer(key, len))),
-                ))
+            Err(e) => Err(dynamo_err(e)),
+        }
+    }
+
+    /// Deletes a message's body item after its tombstone was written (not one a newer state wrote).
+    async fn delete_body(&self, state: &ObjectState) -> Result<(), StoreError> {
+        let result = self
+            .ddb
+            .delete_item()
+            .table_name(&self.table)
+            .key("grant_id", s(&state.grant_id))
+            .key("sk", s(body_sort_key(state.object_ref.id())))
+            .condition_expression("#v < :v")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":v", n(state.version))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                self.writes
+                    .add_bytes(out.attributes.as_ref().map_or(0, item_bytes));
+                Ok(())
             }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                self.writes.add_bytes(0);
+                Ok(())
+            }
+            Err(e) => Err(dynamo_err(e)),
         }
     }
 
@@ -631,16 +804,27 @@ impl ObjectStore {
         grant_id: &str,
         sk: &str,
     ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
-        let out = self
+        self.get_item_projected(grant_id, sk, "").await
+    }
+
+    /// One item, strongly consistent; only the attributes of `projection` unless it is empty.
+    async fn get_item_projected(
+        &self,
+        grant_id: &str,
+        sk: &str,
+        projection: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let mut get = self
             .ddb
             .get_item()
             .table_name(&self.table)
             .key("grant_id", s(grant_id))
             .key("sk", s(sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(dynamo_err)?;
+            .consistent_read(true);
+        if !projection.is_empty() {
+            get = get.projection_expression(projection);
+        }
+        let out = get.send().await.map_err(dynamo_err)?;
         match &out.item {
             Some(item) => self.reads.items(&[item], 0, true),
             None => self.reads.items(&[], 1, true),
@@ -648,23 +832,47 @@ impl ObjectStore {
         Ok(out.item)
     }
 
-    /// Reads one object back, with its body from S3 if it was offloaded.
+    /// Reads one object back, its body from its own item (or S3) where it is kept apart.
     pub async fn get(
         &self,
         grant_id: &str,
         object_ref: &ObjectRef,
     ) -> Result<Option<StoredObject>, StoreError> {
-        match self.get_item(grant_id, &object_ref.sort_key()).await? {
-            None => Ok(None),
-            Some(item) => self.stored_object(item).await.map(Some),
-        }
+        let Some(item) = self.get_item(grant_id, &object_ref.sort_key()).await? else {
+            return Ok(None);
+        };
+        let body = match names_a_body(&item) {
+            true => {
+                self.get_item(grant_id, &body_sort_key(object_ref.id()))
+                    .await?
+            }
+            false => None,
+        };
+        self.stored_object(item, body).await.map(Some)
     }
 
-    /// Every item of a grant (tombstones included), bodies resolved.
+    /// Every object of a grant (tombstones included), bodies resolved.
     pub async fn list_grant(&self, grant_id: &str) -> Result<Vec<StoredObject>, StoreError> {
-        let mut out = Vec::new();
+        let (mut objects, mut bodies) = (Vec::new(), HashMap::new());
         for item in self.query_grant(grant_id, false).await? {
-            out.push(self.stored_object(item).await?);
+            let sk = item.get("sk").and_then(|v| v.as_s().ok());
+            match sk.and_then(|sk| sk.strip_prefix("body#")) {
+                Some(id) => {
+                    bodies.insert(id.to_string(), item);
+                }
+                None => objects.push(item),
+            }
+        }
+        let mut out = Vec::new();
+        for item in objects {
+            let body = match names_a_body(&item) {
+                true => item
+                    .get("object_id")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|id| bodies.remove(id)),
+                false => None,
+            };
+            out.push(self.stored_object(item, body).await?);
         }
         Ok(out)
     }
@@ -847,11 +1055,16 @@ impl ObjectStore {
             .expression_attribute_values(":p", s(prefix))
             .consistent_read(true);
         for mut item in self.query_all(query).await? {
+            let mut body = None;
             if !resolve_bodies {
                 item.remove("body_ref");
                 item.remove("object_ref");
+            } else if names_a_body(&item) {
+                if let Some(id) = item.get("object_id").and_then(|v| v.as_s().ok()) {
+                    body = self.get_item(grant_id, &body_sort_key(id)).await?;
+                }
             }
-            out.push(self.stored_object(item).await?);
+            out.push(self.stored_object(item, body).await?);
         }
         Ok(out)
     }
@@ -1073,9 +1286,11 @@ impl ObjectStore {
         Ok(found)
     }
 
+    /// An item read back as a stored object: `body` is its body's item, where it names one.
     async fn stored_object(
         &self,
         item: HashMap<String, AttributeValue>,
+        body: Option<HashMap<String, AttributeValue>>,
     ) -> Result<StoredObject, StoreError> {
         let text = |k: &str| {
             item.get(k)
@@ -1103,6 +1318,32 @@ impl ObjectStore {
             if let Some(map) = obj.as_object_mut() {
                 map.insert("body".into(), Value::String(body));
             }
+        } else if let (Some(obj), true) = (object.as_mut(), names_a_body(&item)) {
+            // Written before the message item that names it, deleted only after its tombstone:
+            // absent only if the table was changed by hand.
+            let held = match body.as_ref() {
+                Some(b) => match (b.get("body"), b.get("body_ref")) {
+                    (Some(AttributeValue::S(t)), _) => Some(t.clone()),
+                    (_, Some(AttributeValue::M(pointer))) => {
+                        let bytes = self.read_payload(pointer).await?;
+                        Some(
+                            String::from_utf8(bytes)
+                                .map_err(|e| StoreError::Encoding(e.to_string()))?,
+                        )
+                    }
+                    _ => None,
+                },
+                None => None,
+            };
+            let Some(held) = held else {
+                return Err(StoreError::Encoding(format!(
+                    "the body of {} is missing",
+                    text("sk")
+                )));
+            };
+            if let Some(map) = obj.as_object_mut() {
+                map.insert("body".into(), Value::String(held));
+            }
         }
         Ok(StoredObject {
             grant_id: text("grant_id"),
@@ -1127,6 +1368,12 @@ impl ObjectStore {
             object,
         })
     }
+}
+
+/// Whether a message item names a body kept apart (a tombstone names none).
+fn names_a_body(item: &HashMap<String, AttributeValue>) -> bool {
+    item.contains_key(BODY_HASH_ATTRIBUTE)
+        && !matches!(item.get("deleted"), Some(AttributeValue::Bool(true)))
 }
 
 fn existing_of(item: &HashMap<String, AttributeValue>) -> Existing {
@@ -1201,14 +1448,34 @@ mod tests {
     }
 
     #[test]
-    fn an_object_goes_to_the_bucket_only_as_far_as_it_must() {
-        assert_eq!(placement(100, Some(50), 350), Placement::Inline);
-        assert_eq!(placement(350, None, 350), Placement::Inline);
-        // A big body: only the body moves.
-        assert_eq!(placement(900, Some(800), 350), Placement::BodyInBucket);
-        // Big without its body (9,000 recipients), or with no body at all: the whole object.
-        assert_eq!(placement(900, Some(100), 350), Placement::ObjectInBucket);
-        assert_eq!(placement(900, None, 350), Placement::ObjectInBucket);
+    fn a_message_body_is_kept_apart_and_an_object_goes_to_the_bucket_only_as_far_as_it_must() {
+        let apart = |in_bucket| Layout::BodyApart { in_bucket };
+        // A short body stays with its message; a longer one is kept apart.
+        assert_eq!(layout(true, 900, Some(500), 350_000), Layout::Inline);
+        assert_eq!(layout(true, 3_000, Some(2_000), 350_000), apart(false));
+        // Only messages have bodies kept apart.
+        assert_eq!(layout(false, 3_000, Some(2_000), 350_000), Layout::Inline);
+        // A body too large for an item: its item points into the bucket.
+        assert_eq!(layout(true, 900_000, Some(800_000), 350_000), apart(true));
+        // Too large without its body (9,000 recipients), or with no body at all: the whole object.
+        assert_eq!(
+            layout(true, 900_000, Some(2_000), 350_000),
+            Layout::ObjectInBucket
+        );
+        assert_eq!(layout(true, 900_000, None, 350_000), Layout::ObjectInBucket);
+        assert_eq!(layout(false, 350_000, None, 350_000), Layout::Inline);
+    }
+
+    #[test]
+    fn a_body_is_written_unless_the_message_held_names_it() {
+        let h = body_hash("<p>hello</p>");
+        assert_eq!(h.len(), 32);
+        assert_ne!(h, body_hash("<p>hello!</p>"));
+        assert!(body_needed(None, &h), "a first write");
+        assert!(body_needed(Some(&body_hash("other")), &h));
+        assert!(!body_needed(Some(&h), &h), "a flag change");
+        assert_eq!(body_sort_key("m1"), "body#m1");
+        assert_eq!(ObjectRef::from_sort_key(&body_sort_key("m1")), None);
     }
 
     #[test]

@@ -11,3 +11,4 @@ mod sample_events;
 mod scenarios;
 mod secret_rotation;
 mod template;
+mod writes;
