@@ -1,11 +1,15 @@
 //! How often a grant is reconciled. The scheduled poll exists for what webhooks lose; a grant
 //! whose runs keep finding nothing to repair is polled less and less often (the interval doubles
-//! after each such run, up to `RECONCILE_MAX_INTERVAL_SECONDS`), and comes back to
-//! `RECONCILE_INTERVAL_SECONDS` at the first evidence of loss: a run that had to repair
-//! something, a catch-up, or a notification Nylas had to deliver more than once (its earlier
-//! attempts failed, so others may have failed for good; that run also sweeps the recent
-//! window). The drift sweep keeps its cycle in
-//! time, whatever the interval: a run counts for the base intervals it covered.
+//! after each such run, up to `RECONCILE_MAX_INTERVAL_SECONDS`). Evidence of loss shortens it:
+//! - a **signal** that webhooks were lost (a notification Nylas had to deliver more than once,
+//!   so others may have failed for good; a destination incident, whose catch-up runs) brings
+//!   `RECONCILE_INTERVAL_SECONDS` back at once;
+//! - a run that had to **repair** something halves it: a lone lost notification in hours is a
+//!   leak, not an outage, so the interval settles where about every other run finds something,
+//!   and a silent loss lasts at most the interval.
+//!
+//! The drift sweep keeps its cycle in time, whatever the interval: a run counts for the base
+//! intervals it covered.
 
 use crate::config::{ConfigError, Env};
 
@@ -13,6 +17,27 @@ use crate::config::{ConfigError, Env};
 pub const DEFAULT_INTERVAL_S: i64 = 1800;
 /// The longest interval when `RECONCILE_MAX_INTERVAL_SECONDS` is unset: four hours.
 pub const DEFAULT_MAX_INTERVAL_S: i64 = 4 * 3600;
+
+/// What a run found about lost webhooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    /// Nothing to repair.
+    None,
+    /// It had to create or repair objects the webhooks should have brought.
+    Repairs,
+    /// It was a catch-up after a signal of loss (redeliveries, a destination incident).
+    Signal,
+}
+
+impl Evidence {
+    pub fn of_run(catch_up: bool, recovered: i64) -> Self {
+        match (catch_up, recovered > 0) {
+            (true, _) => Self::Signal,
+            (false, true) => Self::Repairs,
+            (false, false) => Self::None,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cadence {
@@ -46,12 +71,12 @@ impl Cadence {
     }
 
     /// The interval until a grant's next scheduled run, after a run whose own interval was
-    /// `previous` (`None`: never set, or reset by evidence) and which found `evidence` of loss.
-    pub fn next_interval(&self, previous: Option<i64>, evidence: bool) -> i64 {
-        match previous {
-            _ if evidence => self.base_s,
-            None => self.base_s,
-            Some(p) => p.max(self.base_s).saturating_mul(2).min(self.max_s),
+    /// `previous` (`None`: never set, or reset by a signal) and which found `evidence`.
+    pub fn next_interval(&self, previous: Option<i64>, evidence: Evidence) -> i64 {
+        match (previous, evidence) {
+            (None, _) | (_, Evidence::Signal) => self.base_s,
+            (Some(p), Evidence::Repairs) => (p / 2).clamp(self.base_s, self.max_s),
+            (Some(p), Evidence::None) => p.max(self.base_s).saturating_mul(2).min(self.max_s),
         }
     }
 
@@ -78,7 +103,7 @@ mod tests {
         let mut interval = None;
         let mut seen = Vec::new();
         for _ in 0..6 {
-            let next = C.next_interval(interval, false);
+            let next = C.next_interval(interval, Evidence::None);
             seen.push(next);
             interval = Some(next);
         }
@@ -86,9 +111,19 @@ mod tests {
     }
 
     #[test]
-    fn evidence_brings_the_base_interval_back() {
-        assert_eq!(C.next_interval(Some(14_400), true), 1800);
-        assert_eq!(C.next_interval(None, true), 1800);
+    fn a_signal_brings_the_base_interval_back_and_a_repair_halves_it() {
+        assert_eq!(C.next_interval(Some(14_400), Evidence::Signal), 1800);
+        assert_eq!(C.next_interval(None, Evidence::Repairs), 1800);
+        assert_eq!(C.next_interval(Some(14_400), Evidence::Repairs), 7200);
+        assert_eq!(C.next_interval(Some(3600), Evidence::Repairs), 1800);
+        assert_eq!(C.next_interval(Some(1800), Evidence::Repairs), 1800);
+    }
+
+    #[test]
+    fn a_catch_up_is_a_signal_and_a_run_that_recovered_objects_a_repair() {
+        assert_eq!(Evidence::of_run(true, 0), Evidence::Signal);
+        assert_eq!(Evidence::of_run(false, 3), Evidence::Repairs);
+        assert_eq!(Evidence::of_run(false, 0), Evidence::None);
     }
 
     #[test]
@@ -110,13 +145,18 @@ mod tests {
             base in 1i64..100_000,
             extra in 0i64..1_000_000,
             previous in proptest::option::of(any::<i64>()),
-            evidence in any::<bool>(),
+            evidence in prop_oneof![
+                Just(Evidence::None), Just(Evidence::Repairs), Just(Evidence::Signal)
+            ],
         ) {
             let c = Cadence { base_s: base, max_s: base + extra };
             let next = c.next_interval(previous, evidence);
             prop_assert!(next >= c.base_s && next <= c.max_s);
-            if evidence {
+            if evidence == Evidence::Signal {
                 prop_assert_eq!(next, c.base_s);
+            }
+            if let (Some(p), Evidence::Repairs) = (previous, evidence) {
+                prop_assert!(next <= p.max(c.base_s), "a repair never lengthens it");
             }
         }
     }

@@ -277,17 +277,25 @@ impl<S: NotificationSource> Consumer<S> {
         }
 
         // Evidence of loss: a notification Nylas had to deliver again means the endpoint failed
-        // at its time, and others may have failed all three attempts. The grant's next
-        // scheduled run comes at the next tick, at the base interval, with a sweep of the
-        // recent window (`cadence`). Best effort: the record itself does not depend on it.
-        let redelivered: HashSet<&str> = intents
-            .iter()
-            .filter(|i| i.redelivered)
-            .map(|i| i.grant_id.as_str())
-            .collect();
-        for g in redelivered {
-            match self.grants.mark_due_after_loss(g).await {
-                Ok(true) => ConsumerCounters::add(&self.counters.grants_marked_due, 1),
+        // at its time, and others may have failed all three attempts. Unless a run began after
+        // it, the grant is reconciled now (the job sent here), at the base interval, with a
+        // sweep of the recent window (`cadence`); if the job cannot be sent, the scheduler's
+        // next tick finds the grant due. Best effort: the record itself does not depend on it.
+        let mut redelivered: HashMap<&str, i64> = HashMap::new();
+        for i in intents.iter().filter(|i| i.redelivered) {
+            let t = redelivered.entry(i.grant_id.as_str()).or_insert(i.time);
+            *t = (*t).max(i.time);
+        }
+        for (g, loss_at) in redelivered {
+            match self.grants.mark_due_after_loss(g, loss_at).await {
+                Ok(true) => {
+                    ConsumerCounters::add(&self.counters.grants_marked_due, 1);
+                    let mut job = ReconcileJob::new(g, JobKind::Incremental, None);
+                    job.scheduled_at = Some(self.clock.now_ms() / 1000);
+                    if let Err(e) = self.jobs.send(&job).await {
+                        tracing::warn!(grant_id = g, error = %e, "could not send the run after a redelivery; the next tick sends it");
+                    }
+                }
                 Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(grant_id = g, error = %e, "could not mark the grant due after a redelivery")

@@ -216,11 +216,16 @@ impl GrantStore {
         Ok(out.item.as_ref().and_then(grant_of))
     }
 
-    /// Evidence that webhooks for this grant were lost (a notification Nylas had to deliver
-    /// more than once): its next scheduled run is due at the next tick, at the base interval,
-    /// and sweeps the recent window. Only an active grant is touched. Answers whether it was
-    /// changed (false: not active, or already due).
-    pub async fn mark_due_after_loss(&self, grant_id: &str) -> Result<bool, StoreError> {
+    /// Evidence that webhooks for this grant were lost (a notification of `time` `loss_at`, Unix
+    /// s, that Nylas had to deliver more than once): its next run is due now, at the base
+    /// interval, and sweeps the recent window. Only an active grant is touched, and only if no
+    /// run began after `loss_at` (that run listed what was lost) and none is already due for
+    /// it. Answers whether it was changed: then the caller sends the run.
+    pub async fn mark_due_after_loss(
+        &self,
+        grant_id: &str,
+        loss_at: i64,
+    ) -> Result<bool, StoreError> {
         let result = self
             .ddb
             .update_item()
@@ -230,7 +235,8 @@ impl GrantStore {
                 "SET next_reconcile_at = :zero, sweep_recent = :yes REMOVE reconcile_interval_s",
             )
             .condition_expression(
-                "#status = :active AND (attribute_not_exists(next_reconcile_at) OR next_reconcile_at > :zero)",
+                "#status = :active AND (attribute_not_exists(next_reconcile_at) OR next_reconcile_at > :zero) \
+                 AND (attribute_not_exists(last_reconcile_at) OR last_reconcile_at < :loss)",
             )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(
@@ -239,6 +245,7 @@ impl GrantStore {
             )
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":loss", AttributeValue::N(loss_at.to_string()))
             .send()
             .await;
         Ok(unless_refused(result)?.is_some())
@@ -540,13 +547,19 @@ impl GrantStore {
             .table_name(&self.table)
             .key("grant_id", AttributeValue::S(grant_id.into()))
             .update_expression("SET lease_until = :zero, last_reconcile_outcome = :outcome")
-            .condition_expression("lease_owner = :owner")
+            .condition_expression("lease_owner = :owner AND #status <> :deleted")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(
+                ":deleted",
+                AttributeValue::S(GrantStatus::Deleted.as_str().into()),
+            )
             .expression_attribute_values(":owner", AttributeValue::S(owner.into()))
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_values(":outcome", AttributeValue::S(outcome.into()))
             .send()
             .await;
-        // Refused: the lease was lost to another run, which records its own outcome.
+        // Refused: the lease was lost to another run, which records its own outcome, or the
+        // grant was deleted meanwhile (its record is being purged: a run over it records nothing).
         unless_refused(result).map(|_| ())
     }
 

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use serde_json::Value;
 
-use crate::cadence::Cadence;
+use crate::cadence::{Cadence, Evidence};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, Env};
 use crate::event_window::{self, EventWindow};
@@ -53,6 +53,8 @@ pub struct ReconcileSettings {
     pub sweep_window_days: i64,
     /// Older slices (of `sweep_window_days` each) a sweep walks through after the recent window.
     pub sweep_older_slices: usize,
+    /// Days of recent mail every plain run compares with the store (0: none).
+    pub recent_sweep_days: i64,
     pub lease_ms: i64,
     /// A change younger than this may still have its webhook in flight: not counted as missed.
     pub grace_s: i64,
@@ -75,6 +77,7 @@ impl Default for ReconcileSettings {
             sweep_every_runs: 48,
             sweep_window_days: 7,
             sweep_older_slices: 8,
+            recent_sweep_days: 2,
             lease_ms: 900_000,
             grace_s: 300,
             backfill_days: 30,
@@ -98,6 +101,8 @@ impl ReconcileSettings {
                 as i64,
             sweep_older_slices: env.number_or("DRIFT_OLDER_SLICES", d.sweep_older_slices as u64)?
                 as usize,
+            recent_sweep_days: env.number_or("RECENT_SWEEP_DAYS", d.recent_sweep_days as u64)?
+                as i64,
             lease_ms: env.number_or("LEASE_SECONDS", (d.lease_ms / 1000) as u64)? as i64 * 1000,
             grace_s: env.number_or("MISSED_GRACE_SECONDS", d.grace_s as u64)? as i64,
             backfill_days: env.number_or("BACKFILL_DAYS", d.backfill_days as u64)? as i64,
@@ -247,6 +252,24 @@ pub enum LeaseMiss {
 /// them; a first sync, a backfill, a catch-up and a run that sweeps list them.
 pub fn lists_calendars(kind: JobKind, synced_before: bool, sweeps: bool) -> bool {
     sweeps || !synced_before || kind != JobKind::Incremental
+}
+
+/// How many days of recent mail a run that does not run the drift sweep compares with the store
+/// (a listing of ids and flags, [`sweep::compare`]) besides its listing by cursor. Messages have
+/// no `updated_after`: this is how a plain run finds a flag change, a move or a delete whose
+/// webhook was lost, so a silent loss on recent mail lasts at most one interval. Evidence of
+/// loss asks for the drift sweep's whole recent window; a first sync or a backfill needs none.
+pub fn recent_sweep_days(
+    kind: JobKind,
+    synced_before: bool,
+    evidence: bool,
+    settings: &ReconcileSettings,
+) -> i64 {
+    match kind {
+        JobKind::Incremental if evidence => settings.sweep_window_days.max(1),
+        JobKind::Incremental if synced_before => settings.recent_sweep_days.max(0),
+        _ => 0,
+    }
 }
 
 /// A continuation (a listing position or a poll start), a backfill or a catch-up that finds its
@@ -475,9 +498,9 @@ impl Reconciler {
         self.counters
             .recovered
             .fetch_add(run.recovered.max(0) as u64, Ordering::Relaxed);
-        // The next interval: back to the base at any evidence of loss (a repair, a catch-up),
-        // longer after a run that found nothing.
-        let evidence = run.recovered > 0 || job.kind == JobKind::CatchUp;
+        // The next interval: back to the base after a signal of loss (a catch-up), shorter
+        // after a run that repaired something, longer after one that found nothing.
+        let evidence = Evidence::of_run(job.kind == JobKind::CatchUp, run.recovered);
         let next_interval = self
             .settings
             .cadence
@@ -814,16 +837,22 @@ impl Reconciler {
             self.sweep(grant, &calendar_ids, poll_start, deadline, run)
                 .await?;
             run.swept = true;
-        } else if grant.sweep_recent && time_to_sweep {
-            // Evidence of loss (a redelivered notification): what was lost is recent. The
-            // recent window's messages and the folders, not the walk through older mail (the
-            // periodic sweep keeps its own cycle); events are listed by change above.
-            let window = self.settings.sweep_window_days.max(1) * 86_400;
-            for (from, to) in sweep::slices(poll_start, None, window, 0) {
-                self.sweep_messages(g, from, to, run).await?;
+        } else if time_to_sweep {
+            // Recent mail, where flags change and lost webhooks are likely; on evidence of loss
+            // (a redelivered notification) the whole recent window and the folders, not the walk
+            // through older mail (the periodic sweep keeps its own cycle). Events are listed by
+            // change above.
+            let synced = grant.messages_received_after.is_some();
+            let days = recent_sweep_days(job.kind, synced, grant.sweep_recent, &self.settings);
+            if days > 0 {
+                for (from, to) in sweep::slices(poll_start, None, days * 86_400, 0) {
+                    self.sweep_messages(g, from, to, run).await?;
+                }
             }
-            self.reconcile_folders(g, poll_start, run).await?;
-            run.swept_recent = true;
+            if grant.sweep_recent && job.kind == JobKind::Incremental {
+                self.reconcile_folders(g, poll_start, run).await?;
+                run.swept_recent = true;
+            }
         }
         Ok(Progress::Done)
     }
@@ -1311,6 +1340,29 @@ fn event_item(calendar_id: &str, event: Value) -> Option<(ObjectRef, Option<Valu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_plain_run_compares_recent_mail_and_evidence_widens_it() {
+        let settings = ReconcileSettings::default();
+        let days = |kind, synced, evidence| recent_sweep_days(kind, synced, evidence, &settings);
+        assert_eq!(days(JobKind::Incremental, true, false), 2);
+        assert_eq!(days(JobKind::Incremental, true, true), 7);
+        assert_eq!(days(JobKind::Incremental, false, true), 7);
+        assert_eq!(
+            days(JobKind::Incremental, false, false),
+            0,
+            "a first sync lists everything"
+        );
+        assert_eq!(days(JobKind::Backfill, true, true), 0);
+        let off = ReconcileSettings {
+            recent_sweep_days: 0,
+            ..ReconcileSettings::default()
+        };
+        assert_eq!(
+            recent_sweep_days(JobKind::Incremental, true, false, &off),
+            0
+        );
+    }
 
     #[test]
     fn only_a_plain_incremental_run_of_a_synced_grant_takes_the_stored_calendars() {

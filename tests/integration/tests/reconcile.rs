@@ -103,6 +103,8 @@ async fn a_dropped_message_updated_and_a_dropped_message_deleted_are_repaired_by
     let reconciler_env = vec![
         ("DRIFT_SWEEP_EVERY_RUNS", "3".to_string()),
         ("MISSED_GRACE_SECONDS", "30".to_string()),
+        // The drift sweep alone (plain runs compare recent mail: see the test after this one).
+        ("RECENT_SWEEP_DAYS", "0".to_string()),
     ];
     let p = Pipeline::start(options(60.0, reconciler_env)).await;
     let g = started(&p).await; // run 1
@@ -159,6 +161,78 @@ async fn a_dropped_message_updated_and_a_dropped_message_deleted_are_repaired_by
             .runs_since_sweep,
         0
     );
+}
+
+#[tokio::test]
+async fn a_plain_run_repairs_a_lost_flag_change_and_delete_on_recent_mail_and_older_mail_waits_for_the_sweep(
+) {
+    // Issue 15: a silent loss on recent mail lasts at most one interval, whatever the back-off.
+    let env = vec![
+        ("DRIFT_SWEEP_EVERY_RUNS", "1000000".to_string()),
+        ("MISSED_GRACE_SECONDS", "30".to_string()),
+        ("BACKFILL_DAYS", "30".to_string()),
+    ];
+    let p = Pipeline::start(options(60.0, env)).await;
+    p.emulator.set_silent(true);
+    let g = p.grant();
+    let old = p.emulator.create_message(
+        &g,
+        MessageSpec {
+            date: Some(p.emulator.now() - 5 * 86_400),
+            ..Default::default()
+        },
+    );
+    p.emulator.set_silent(false);
+    let g = started(&p).await;
+    let recent = p.emulator.truth().grants[0]
+        .messages
+        .iter()
+        .filter(|m| m["id"] != old["id"])
+        .map(id_of)
+        .collect::<Vec<_>>();
+    let (flagged, deleted) = (recent[0].clone(), recent[1].clone());
+
+    p.emulator.set_faults(Faults {
+        drop_probability: 1.0,
+        ..Faults::default()
+    });
+    for id in [&flagged, &id_of(&old)] {
+        p.emulator.update_message(
+            &g,
+            id,
+            MessageChange {
+                starred: Some(true),
+                folders: Some(vec!["Archive".into()]),
+                ..Default::default()
+            },
+        );
+    }
+    p.emulator.delete_message(&g, &deleted);
+    assert!(p.emulator.wait_for_deliveries_idle(SETTLE).await);
+    p.emulator.set_faults(Faults::default());
+    assert_eq!(p.diff_against_truth(false).await.len(), 3);
+    let settled = p.emulator.now() + 31;
+    while p.emulator.now() <= settled {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let run = p.reconcile(&g, JobKind::Incremental).await;
+    assert!(!run.swept, "no drift sweep");
+    assert_eq!(run.recovered, 2, "the recent flag change and delete");
+    let left = p.diff_against_truth(false).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].contains(&id_of(&old)), "five days old: {left:?}");
+    // The interval halves after a run that repaired something (it was the base already).
+    let grant = p.consumer.grants.get(&g).await.unwrap().unwrap();
+    assert_eq!(grant.reconcile_interval_s, Some(1800));
+
+    let mut sweep = ReconcileJob::new(g.clone(), JobKind::Incremental, None);
+    sweep.force_sweep = true;
+    p.reconciler
+        .run(&sweep, Instant::now() + Duration::from_secs(600))
+        .await
+        .expect("sweep");
+    assert_eq!(p.diff_against_truth(false).await, Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -388,7 +462,8 @@ async fn two_concurrent_jobs_for_one_grant_do_not_both_run_and_a_crashed_lease_e
 }
 
 #[tokio::test]
-async fn an_idle_grant_costs_one_list_call_for_messages_and_one_per_calendar() {
+async fn an_idle_grant_costs_two_list_calls_for_messages_and_one_per_calendar() {
+    // Messages by cursor, then the recent mail's ids and flags (one page here).
     let p = Pipeline::start(options(60.0, no_sweep())).await;
     let g = started(&p).await;
     let before = p.reconciler.nylas.calls.snapshot();
@@ -407,7 +482,7 @@ async fn an_idle_grant_costs_one_list_call_for_messages_and_one_per_calendar() {
         delta,
         vec![
             ("events.list 200".to_string(), 1),
-            ("messages.list 200".to_string(), 1)
+            ("messages.list 200".to_string(), 2)
         ],
         "one calendar: messages and its events, one call each (the calendars are the store's)"
     );
@@ -1184,8 +1259,14 @@ async fn a_grant_whose_polls_find_nothing_is_polled_less_often_until_a_redeliver
         .sum();
     assert_eq!(marked, 1.0);
     assert_eq!(grant().await.next_reconcile_at, Some(0));
-    assert_eq!(tick(p.emulator.now()).fan_out().await.unwrap().grants, 1);
-    p.aws.drain(&p.reconcile_queue).await;
+    // The run is sent at once, not at the next tick (which would find the grant due too).
+    let sent = p.aws.drain(&p.reconcile_queue).await;
+    assert_eq!(sent.len(), 1, "one run sent by the consumer");
+    let job: ReconcileJob = serde_json::from_str(sent[0].body().unwrap()).unwrap();
+    assert_eq!(
+        (job.grant_id.as_str(), job.kind),
+        (g.as_str(), JobKind::Incremental)
+    );
     let report = p.reconcile(&g, JobKind::Incremental).await;
     assert!(
         report.swept_recent && !report.swept,
@@ -1193,6 +1274,17 @@ async fn a_grant_whose_polls_find_nothing_is_polled_less_often_until_a_redeliver
     );
     assert!(!grant().await.sweep_recent, "the request is met");
     assert_eq!(grant().await.reconcile_interval_s, Some(1800));
+
+    // The same notification redelivered once more (its third attempt): that run began after
+    // it and listed what it could have lost, so nothing more is sent.
+    let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
+    record.message_id = Some(unique("record"));
+    record.body = Some(redelivered.to_string());
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = vec![record];
+    p.consumer.handle(event).await;
+    assert!(p.aws.drain(&p.reconcile_queue).await.is_empty());
+    assert!(grant().await.next_reconcile_at.unwrap() > 0);
 }
 
 #[tokio::test]

@@ -373,8 +373,10 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
         if let Some(interval) = kind.poll_interval() {
             env.insert("RECONCILE_INTERVAL_SECONDS", interval.to_string());
             if kind != Kind::Hybrid {
-                // Only nylas-sync backs off a grant whose polls find nothing.
+                // Only nylas-sync backs off a grant whose polls find nothing, and compares recent
+                // mail on every run.
                 env.insert("RECONCILE_MAX_INTERVAL_SECONDS", interval.to_string());
+                env.insert("RECENT_SWEEP_DAYS", "0".into());
             }
         }
         let env_ref: HashMap<&str, &str> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
