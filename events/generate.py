@@ -91,3 +91,5 @@ write("eventbridge-scheduler.json", {
     "version": "0", "id": "sample-schedule-1", "detail-type": "Scheduled Event", "source": "aws.events",
     "account": "123456789012", "time": "2026-01-01T00:00:00Z", "region": "us-east-1",
     "resources": ["arn:aws:events:us-east-1:123456789012:rule/nylas-sync-reconcile-schedule"], "detail": {}})
+# The destination's own schedule: EventBridge delivers the rule's Input instead of the event.
+write("eventbridge-destination-watch.json", {"watch_only": True})

@@ -23,6 +23,25 @@ use crate::grants::GrantStore;
 use crate::jobs::{JobKind, JobQueue, ReconcileJob, MAX_DELAY_SECONDS};
 use crate::store::StoreError;
 
+/// What a scheduler invocation does, from its event. The reconcile tick fans out the due grants
+/// and then reads the webhook destination; the destination's own, shorter schedule (its
+/// EventBridge input `{"watch_only": true}`) only reads the destination, so a `failed` one is
+/// reactivated and caught up within minutes while grants keep their interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tick {
+    FanOutAndWatch,
+    WatchOnly,
+}
+
+impl Tick {
+    pub fn of(event: &serde_json::Value) -> Self {
+        match event.get("watch_only").and_then(serde_json::Value::as_bool) {
+            Some(true) => Self::WatchOnly,
+            _ => Self::FanOutAndWatch,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SchedulerSettings {
     /// The schedule's interval: a grant reconciled less than (interval − spread) ago is skipped.
@@ -258,4 +277,26 @@ fn tokio_stream_of_batches(
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tick;
+    use serde_json::json;
+
+    #[test]
+    fn only_the_destinations_schedule_skips_the_fan_out() {
+        assert_eq!(Tick::of(&json!({"watch_only": true})), Tick::WatchOnly);
+        let scheduled =
+            json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
+        assert_eq!(Tick::of(&scheduled), Tick::FanOutAndWatch);
+        for other in [
+            json!(null),
+            json!([]),
+            json!({"watch_only": "yes"}),
+            json!({"watch_only": false}),
+        ] {
+            assert_eq!(Tick::of(&other), Tick::FanOutAndWatch, "{other}");
+        }
+    }
 }

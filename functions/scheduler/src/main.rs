@@ -1,4 +1,5 @@
-//! The scheduler Lambda: on each EventBridge tick, enqueues one reconcile job per due grant.
+//! The scheduler Lambda: on each reconcile tick, enqueues one reconcile job per due grant, then
+//! reads the webhook destination; on the destination's own schedule, only reads it.
 //! All logic lives in `nylas_sync::scheduler`.
 
 use std::sync::Arc;
@@ -6,7 +7,7 @@ use std::sync::Arc;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use nylas_sync::config::ProcessEnv;
 use nylas_sync::destination::DestinationWatch;
-use nylas_sync::scheduler::Scheduler;
+use nylas_sync::scheduler::{Scheduler, Tick};
 use serde_json::{json, Value};
 
 fn main() -> Result<(), Error> {
@@ -31,13 +32,21 @@ async fn run() -> Result<(), Error> {
     if watch.is_none() {
         tracing::warn!("no webhook_id in the secret (run nylas-sync register-webhook): the destination's health is not watched");
     }
-    // The EventBridge event carries nothing the fan-out needs.
-    lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| {
+    // The reconcile tick's event carries nothing the fan-out needs; the destination's own
+    // schedule says `watch_only`.
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let scheduler = Arc::clone(&scheduler);
         let watch = watch.clone();
         async move {
-            let out = scheduler.fan_out().await?;
-            tracing::info!(grants = out.grants, batch_calls = out.batch_calls, seconds = out.seconds, "fan-out");
+            let tick = Tick::of(&event.payload);
+            let fan_out = match tick {
+                Tick::FanOutAndWatch => {
+                    let out = scheduler.fan_out().await?;
+                    tracing::info!(grants = out.grants, batch_calls = out.batch_calls, seconds = out.seconds, "fan-out");
+                    json!({"grants": out.grants, "batch_calls": out.batch_calls, "seconds": out.seconds})
+                }
+                Tick::WatchOnly => json!({}),
+            };
             // The watch's failure does not undo the fan-out: logged, tried again next tick.
             let destination = match &watch {
                 Some(w) => match w.check(&scheduler).await {
@@ -49,7 +58,9 @@ async fn run() -> Result<(), Error> {
                 },
                 None => Value::Null,
             };
-            Ok::<Value, Error>(json!({"grants": out.grants, "batch_calls": out.batch_calls, "seconds": out.seconds, "destination": destination}))
+            let mut answer = fan_out;
+            answer["destination"] = destination;
+            Ok::<Value, Error>(answer)
         }
     }))
     .await

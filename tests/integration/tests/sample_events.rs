@@ -132,4 +132,16 @@ fn the_scheduler_sample_is_an_eventbridge_scheduled_event() {
     let event: EventBridgeEvent<serde_json::Value> = sample!("eventbridge-scheduler.json");
     assert_eq!(event.detail_type, "Scheduled Event");
     assert_eq!(event.source, "aws.events");
+    assert_eq!(
+        nylas_sync::scheduler::Tick::of(&sample!("eventbridge-scheduler.json")),
+        nylas_sync::scheduler::Tick::FanOutAndWatch
+    );
+}
+
+#[test]
+fn the_destination_watch_sample_is_the_input_of_its_schedule() {
+    assert_eq!(
+        nylas_sync::scheduler::Tick::of(&sample!("eventbridge-destination-watch.json")),
+        nylas_sync::scheduler::Tick::WatchOnly
+    );
 }

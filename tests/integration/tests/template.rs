@@ -267,9 +267,25 @@ fn the_scheduler_runs_every_thirty_minutes_by_default_and_knows_its_interval() {
                 .is_some_and(|t| t.iter().any(|t| target(&t["Arn"]) == id))
         })
         .collect();
-    assert_eq!(rules.len(), 1, "one schedule for the scheduler");
-    let expr = &rules[0].1["Properties"]["ScheduleExpression"]["Fn::Sub"];
-    assert_eq!(expr, "rate(${ReconcileIntervalMinutes} minutes)");
+    assert_eq!(rules.len(), 2, "the reconcile tick and the destination's");
+    let schedule = |r: &serde_json::Value| r["Properties"]["ScheduleExpression"]["Fn::Sub"].clone();
+    let tick = rules
+        .iter()
+        .find(|(_, r)| schedule(r) == "rate(${ReconcileIntervalMinutes} minutes)")
+        .expect("the reconcile tick");
+    let input = |r: &serde_json::Value| r["Properties"]["Targets"][0]["Input"].clone();
+    assert!(input(tick.1).is_null(), "the tick fans out");
+    let watch = rules
+        .iter()
+        .find(|(_, r)| schedule(r) == "rate(${DestinationWatchMinutes} minutes)")
+        .expect("the destination's schedule");
+    let said: serde_json::Value =
+        serde_json::from_str(input(watch.1).as_str().expect("an input")).expect("JSON");
+    assert_eq!(
+        nylas_sync::scheduler::Tick::of(&said),
+        nylas_sync::scheduler::Tick::WatchOnly
+    );
+    assert_eq!(parameter_default("DestinationWatchMinutes"), "5");
     assert_eq!(parameter_default("ReconcileIntervalMinutes"), "30");
     // Each allowed interval maps to the scheduler's RECONCILE_INTERVAL_SECONDS and a daily sweep.
     let interval = &scheduler["Environment"]["Variables"]["RECONCILE_INTERVAL_SECONDS"];
@@ -682,6 +698,10 @@ async fn deploying_the_template_to_moto_gives_the_data_plane_every_function_star
     assert_eq!(
         out["functions"]["scheduler"]["schedule"],
         "rate(30 minutes)"
+    );
+    assert_eq!(
+        out["functions"]["scheduler"]["watch_schedule"],
+        "rate(5 minutes)"
     );
     assert_eq!(out["functions"]["consumer"]["sqs"]["batch_size"], 10);
     assert_eq!(
