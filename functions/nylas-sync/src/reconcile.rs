@@ -224,6 +224,13 @@ struct Run {
     written: u64,
     swept: bool,
     swept_recent: bool,
+    /// Recent mail was compared in place of the listing by cursor (which still runs if the
+    /// comparison `left_unfetched` messages).
+    compared_recent: bool,
+    /// The most messages a comparison fetches one by one (`None`: all)...
+    fetch_at_most: Option<usize>,
+    /// ...and whether it left some for a listing.
+    left_unfetched: bool,
     /// What this run adds to the grant's count toward the periodic sweep (see [`Cadence`]).
     sweep_credit: i64,
     messages_cursor: Option<i64>,
@@ -270,6 +277,24 @@ pub fn recent_sweep_days(
         JobKind::Incremental if synced_before => settings.recent_sweep_days.max(0),
         _ => 0,
     }
+}
+
+/// Whether a run compares recent mail in place of listing messages from its cursor (unless it
+/// comes on evidence of loss, or the comparison finds more than a few messages missing): a plain
+/// run (not a continuation) whose recent window, `recent_days` back from `poll_start`, reaches
+/// back past `listed_from` (the cursor less the overlap). The comparison finds everything the
+/// listing would (a message it lacks is fetched), in a listing of ids and flags only.
+pub fn compares_instead_of_listing(
+    job: &ReconcileJob,
+    recent_days: i64,
+    listed_from: i64,
+    poll_start: i64,
+) -> bool {
+    job.kind == JobKind::Incremental
+        && job.page_token.is_none()
+        && job.poll_start.is_none()
+        && recent_days > 0
+        && listed_from >= poll_start.saturating_sub(recent_days.saturating_mul(86_400))
 }
 
 /// A continuation (a listing position or a poll start), a backfill or a catch-up that finds its
@@ -660,10 +685,34 @@ impl Reconciler {
             }
         };
 
-        // Messages.
+        // Messages: listed from the cursor, or, when the recent mail a plain run compares covers
+        // everything since the cursor, only compared (what is missing is fetched one by one:
+        // in steady state nothing, as webhooks brought it).
+        let recent_days = recent_sweep_days(
+            job.kind,
+            grant.messages_received_after.is_some(),
+            grant.sweep_recent,
+            &self.settings,
+        );
+        if !grant.sweep_recent
+            && compares_instead_of_listing(
+                job,
+                recent_days,
+                since - self.settings.overlap_s,
+                poll_start,
+            )
+        {
+            // More missing than a few: the listing below brings them 200 a call.
+            run.fetch_at_most = Some(COMPARE_FETCH_AT_MOST);
+            for (from, to) in sweep::slices(poll_start, None, recent_days * 86_400, 0) {
+                self.sweep_messages(g, from, to, run).await?;
+            }
+            run.compared_recent = true;
+            run.fetch_at_most = None;
+        }
         let received_after = (since - self.settings.overlap_s).to_string();
         let mut page_token = job.page_token.clone();
-        loop {
+        while !run.compared_recent || run.left_unfetched {
             if deadline.saturating_duration_since(Instant::now()) < self.settings.safety_margin {
                 let mut next = job.clone();
                 next.page_token = page_token;
@@ -842,10 +891,8 @@ impl Reconciler {
             // (a redelivered notification) the whole recent window and the folders, not the walk
             // through older mail (the periodic sweep keeps its own cycle). Events are listed by
             // change above.
-            let synced = grant.messages_received_after.is_some();
-            let days = recent_sweep_days(job.kind, synced, grant.sweep_recent, &self.settings);
-            if days > 0 {
-                for (from, to) in sweep::slices(poll_start, None, days * 86_400, 0) {
+            if recent_days > 0 && !run.compared_recent {
+                for (from, to) in sweep::slices(poll_start, None, recent_days * 86_400, 0) {
                     self.sweep_messages(g, from, to, run).await?;
                 }
             }
@@ -1228,6 +1275,13 @@ impl Reconciler {
         // Listed messages the store never had (older than the cursor's overlap), or holds as
         // deleted while Nylas still lists them (a delete applied by mistake, mail restored): the
         // current object, versioned by its read, replaces the tombstone.
+        if run
+            .fetch_at_most
+            .is_some_and(|most| diff.fetch.len() > most)
+        {
+            run.left_unfetched = true;
+            return Ok(empty);
+        }
         for id in diff.fetch {
             let object_ref = ObjectRef::Message { id: id.clone() };
             let stored = self.objects.get(grant, &object_ref).await?;
@@ -1238,12 +1292,14 @@ impl Reconciler {
             match self.nylas.get_message(grant, &id).await {
                 Ok(m) => {
                     let date = m.get("date").and_then(Value::as_i64);
+                    // Mail that arrived within the grace period may have its webhook in flight.
+                    let settled = read_began / 1000 - self.settings.grace_s;
                     self.write(
                         grant,
                         object_ref,
                         Some(m),
                         versions::read(read_began),
-                        true,
+                        date.is_none_or(|d| d < settled),
                         date,
                         run,
                     )
@@ -1317,6 +1373,10 @@ impl Reconciler {
     }
 }
 
+/// A plain run that compares recent mail instead of listing it fetches at most this many missing
+/// messages one by one; more, and it lists from its cursor (200 a call).
+const COMPARE_FETCH_AT_MOST: usize = 5;
+
 /// Items a purge deletes per step (one Query page, four BatchWriteItem calls).
 const PURGE_PAGE: i32 = 100;
 
@@ -1362,6 +1422,47 @@ mod tests {
             recent_sweep_days(JobKind::Incremental, true, false, &off),
             0
         );
+    }
+
+    #[test]
+    fn a_plain_run_compares_instead_of_listing_when_its_recent_window_covers_the_cursor() {
+        let now = 10_000_000;
+        let plain = ReconcileJob::new("g", JobKind::Incremental, None);
+        assert!(compares_instead_of_listing(&plain, 2, now - 4 * 3600, now));
+        assert!(compares_instead_of_listing(
+            &plain,
+            2,
+            now - 2 * 86_400,
+            now
+        ));
+        assert!(
+            !compares_instead_of_listing(&plain, 2, now - 2 * 86_400 - 1, now),
+            "a cursor older than the window: list from it"
+        );
+        assert!(
+            !compares_instead_of_listing(&plain, 0, now - 60, now),
+            "comparing is off"
+        );
+        let mut continuation = plain.clone();
+        continuation.page_token = Some("p2".into());
+        assert!(!compares_instead_of_listing(
+            &continuation,
+            2,
+            now - 60,
+            now
+        ));
+        continuation.page_token = None;
+        continuation.poll_start = Some(now - 60);
+        assert!(!compares_instead_of_listing(
+            &continuation,
+            2,
+            now - 60,
+            now
+        ));
+        for kind in [JobKind::Backfill, JobKind::CatchUp] {
+            let job = ReconcileJob::new("g", kind, Some(now - 60));
+            assert!(!compares_instead_of_listing(&job, 2, now - 60, now));
+        }
     }
 
     #[test]

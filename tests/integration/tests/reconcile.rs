@@ -35,6 +35,14 @@ fn no_sweep() -> Vec<(&'static str, String)> {
     vec![("DRIFT_SWEEP_EVERY_RUNS", "1000000".into())]
 }
 
+/// No sweep, and plain runs list messages from their cursor (the paging, checkpoints and 429s
+/// of a long listing, as a backfill or a grant long unsynced meets them).
+fn listing_by_cursor() -> Vec<(&'static str, String)> {
+    let mut env = no_sweep();
+    env.push(("RECENT_SWEEP_DAYS", "0".into()));
+    env
+}
+
 /// A first reconcile brings in what predates the webhooks (the initial mailbox).
 async fn started(p: &Pipeline) -> String {
     p.register_grants().await;
@@ -236,6 +244,69 @@ async fn a_plain_run_repairs_a_lost_flag_change_and_delete_on_recent_mail_and_ol
 }
 
 #[tokio::test]
+async fn a_plain_run_fetches_a_few_lost_messages_one_by_one_and_lists_many() {
+    // Issue 15: in steady state the comparison of recent mail replaces the listing by cursor.
+    let env = vec![
+        ("DRIFT_SWEEP_EVERY_RUNS", "1000000".to_string()),
+        ("MISSED_GRACE_SECONDS", "30".to_string()),
+    ];
+    let p = Pipeline::start(options(60.0, env)).await;
+    let g = started(&p).await;
+    let lose = |n: usize| {
+        p.emulator.set_silent(true);
+        for _ in 0..n {
+            p.emulator.create_message(&g, MessageSpec::default());
+        }
+        p.emulator.set_silent(false);
+    };
+    let past_grace = || async {
+        let settled = p.emulator.now() + 31;
+        while p.emulator.now() <= settled {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let calls = |name: &str| {
+        p.reconciler
+            .nylas
+            .calls
+            .snapshot()
+            .get(name)
+            .copied()
+            .unwrap_or(0)
+    };
+
+    lose(2);
+    past_grace().await;
+    let (lists, gets) = (calls("messages.list 200"), calls("messages.get 200"));
+    let run = p.reconcile(&g, JobKind::Incremental).await;
+    assert_eq!(run.recovered, 2);
+    assert_eq!(calls("messages.list 200") - lists, 1, "the comparison only");
+    assert_eq!(
+        calls("messages.get 200") - gets,
+        2,
+        "each lost message fetched"
+    );
+    assert_eq!(p.diff_against_truth(false).await, Vec::<String>::new());
+
+    lose(12);
+    past_grace().await;
+    let (lists, gets) = (calls("messages.list 200"), calls("messages.get 200"));
+    let run = p.reconcile(&g, JobKind::Incremental).await;
+    assert_eq!(run.recovered, 12);
+    assert_eq!(
+        calls("messages.list 200") - lists,
+        2,
+        "the comparison, then the listing from the cursor"
+    );
+    assert_eq!(
+        calls("messages.get 200") - gets,
+        0,
+        "none fetched one by one"
+    );
+    assert_eq!(p.diff_against_truth(false).await, Vec::<String>::new());
+}
+
+#[tokio::test]
 async fn the_sweep_runs_every_n_runs() {
     let p = Pipeline::start(options(60.0, vec![("DRIFT_SWEEP_EVERY_RUNS", "3".into())])).await;
     let g = started(&p).await; // run 1
@@ -305,7 +376,7 @@ async fn proxy(State(f): State<PageFault>, req: Request) -> Response {
 
 #[tokio::test]
 async fn a_run_that_fails_on_page_3_of_5_leaves_the_cursor_unchanged_and_the_retry_completes() {
-    let p = Pipeline::start(options(60.0, no_sweep())).await;
+    let p = Pipeline::start(options(60.0, listing_by_cursor())).await;
     let g = started(&p).await;
     let cursor_before = p
         .consumer
@@ -373,7 +444,7 @@ async fn a_run_that_fails_on_page_3_of_5_leaves_the_cursor_unchanged_and_the_ret
 
 #[tokio::test]
 async fn a_run_near_its_deadline_checkpoints_and_the_next_job_finishes_the_listing() {
-    let p = Pipeline::start(options(60.0, no_sweep())).await;
+    let p = Pipeline::start(options(60.0, listing_by_cursor())).await;
     let g = started(&p).await;
     let cursor_before = p
         .consumer
@@ -462,8 +533,8 @@ async fn two_concurrent_jobs_for_one_grant_do_not_both_run_and_a_crashed_lease_e
 }
 
 #[tokio::test]
-async fn an_idle_grant_costs_two_list_calls_for_messages_and_one_per_calendar() {
-    // Messages by cursor, then the recent mail's ids and flags (one page here).
+async fn an_idle_grant_costs_one_list_call_for_messages_and_one_per_calendar() {
+    // The recent mail's ids and flags (one page here), in place of the listing by cursor.
     let p = Pipeline::start(options(60.0, no_sweep())).await;
     let g = started(&p).await;
     let before = p.reconciler.nylas.calls.snapshot();
@@ -482,7 +553,7 @@ async fn an_idle_grant_costs_two_list_calls_for_messages_and_one_per_calendar() 
         delta,
         vec![
             ("events.list 200".to_string(), 1),
-            ("messages.list 200".to_string(), 2)
+            ("messages.list 200".to_string(), 1)
         ],
         "one calendar: messages and its events, one call each (the calendars are the store's)"
     );
@@ -769,7 +840,7 @@ async fn a_listed_state_does_not_overwrite_a_change_made_during_the_listing() {
 
 #[tokio::test]
 async fn a_429_in_the_middle_of_a_listing_continues_from_that_page_not_from_page_1() {
-    let p = Pipeline::start(options(60.0, no_sweep())).await;
+    let p = Pipeline::start(options(60.0, listing_by_cursor())).await;
     let g = started(&p).await;
     p.emulator.set_silent(true);
     for _ in 0..10 {
