@@ -3,15 +3,16 @@
 //! newer one and a tombstone can never be undone by a late create or update.
 //!
 //! Keys: partition `grant_id`, sort `sk` = `message#<id>` | `event#<calendar_id>#<id>` |
-//! `calendar#<id>` | `folder#<id>`, and `body#<id>` for a message's body. Objects are kept as
-//! Nylas sent them (unknown fields included).
+//! `calendar#<id>` | `folder#<id>`. Objects are kept as Nylas sent them (unknown fields
+//! included).
 //!
 //! A message's body never changes, while its flags and folders change often, and DynamoDB bills
 //! a write by the size of the item written (refused writes included). So a body of
-//! [`BODY_APART_MIN_BYTES`] or more is kept in an item of its own, written once, before the
-//! first message item that names it (`body_hash`); a flag or folder change then rewrites only the
-//! message's small item. A body too large for an item goes to S3 under a content-addressed key
-//! and its item holds a pointer; an object too large even without its body goes to S3 whole.
+//! [`BODY_APART_MIN_BYTES`] or more goes to S3, once, under a key of its message
+//! (`bodies/<grant>/<message>/<version>`), before the first message item that points to it
+//! (`body_ref`, with `body_hash`); a flag or folder change then rewrites only the message's small
+//! item, keeping the pointer. An object too large for an item even without its body goes to S3
+//! whole. A deleted message's body is deleted after its tombstone is written.
 
 use std::collections::HashMap;
 
@@ -39,10 +40,10 @@ pub const DATE_ATTRIBUTE: &str = "mdate";
 pub const BY_DATE_PROJECTION: &[&str] = &[FLAGS_ATTRIBUTE, "version"];
 /// A copy of a live message's flags at the item's top level (an index projects only those).
 pub const FLAGS_ATTRIBUTE: &str = "flags";
-/// A message body at least this long is kept apart from the message, in `body#<id>` (shorter
-/// ones cost less inline than as a second write).
+/// A message body at least this long is kept in S3, apart from the message's item (shorter ones
+/// cost less inline than as an S3 request).
 pub const BODY_APART_MIN_BYTES: usize = 1024;
-/// On a message item whose body is kept apart: the body's digest (see [`body_hash`]).
+/// On a message item whose body is in S3: the body's digest (see [`body_hash`]).
 pub const BODY_HASH_ATTRIBUTE: &str = "body_hash";
 
 /// What the sweep compares of a message: its mutable flags.
@@ -255,6 +256,7 @@ pub struct WriteMeter {
     requests: std::sync::atomic::AtomicU64,
     units: std::sync::atomic::AtomicU64,
     one_item_units: std::sync::atomic::AtomicU64,
+    payload_puts: std::sync::atomic::AtomicU64,
 }
 
 impl WriteMeter {
@@ -272,8 +274,14 @@ impl WriteMeter {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn add(&self, item: &HashMap<String, AttributeValue>) {
-        self.add_bytes(item_bytes(item));
+    /// S3 `PutObject` requests of the store's payloads (bodies, objects too large for an item).
+    pub fn payload_puts(&self) -> u64 {
+        self.payload_puts.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn add_payload_put(&self) {
+        self.payload_puts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn add_bytes(&self, bytes: usize) {
@@ -407,9 +415,8 @@ fn n(v: i64) -> AttributeValue {
 pub enum Layout {
     /// The whole object in its item.
     Inline,
-    /// A message's body in an item of its own (`body#<id>`; its bytes in the bucket when they
-    /// exceed what an item may hold, `in_bucket`), the rest in the message's item.
-    BodyApart { in_bucket: bool },
+    /// A message's body in S3, the rest in the message's item with a pointer to it.
+    BodyInBucket,
     /// The whole object to the bucket; the item keeps [`slim_object`].
     ObjectInBucket,
 }
@@ -423,9 +430,7 @@ pub fn layout(
     let rest = object_bytes.saturating_sub(body_bytes.unwrap_or(0));
     match body_bytes {
         Some(b) if message && b >= BODY_APART_MIN_BYTES && rest <= max_inline => {
-            Layout::BodyApart {
-                in_bucket: b > max_inline,
-            }
+            Layout::BodyInBucket
         }
         _ if object_bytes <= max_inline => Layout::Inline,
         _ => Layout::ObjectInBucket,
@@ -443,9 +448,16 @@ pub fn body_needed(held_body_hash: Option<&str>, body_hash: &str) -> bool {
     held_body_hash != Some(body_hash)
 }
 
-/// The sort key of a message's body item.
-pub fn body_sort_key(message_id: &str) -> String {
-    format!("body#{message_id}")
+/// Where a message's body goes in the bucket: under its message, named by the version of the
+/// state that first carried it (a later state with the same body points to the same object; a
+/// state written concurrently with a delete never shares a key with the body the delete removes).
+pub fn body_key(grant_id: &str, message_id: &str, version: Version) -> String {
+    format!("{}{version}", body_prefix(grant_id, message_id))
+}
+
+/// The bucket prefix of one message's bodies.
+pub fn body_prefix(grant_id: &str, message_id: &str) -> String {
+    format!("bodies/{grant_id}/{message_id}/")
 }
 
 /// Fields kept in an item whose object lives in the bucket: what identifies it and what the
@@ -531,34 +543,46 @@ impl ObjectStore {
                 self.max_inline_object_bytes,
             ) {
                 Layout::Inline => object.clone(),
-                Layout::BodyApart { in_bucket } => {
+                Layout::BodyInBucket => {
                     let body = body.unwrap_or_default();
                     let digest = body_hash(body);
                     body_bytes_apart = body.len();
                     // The message item as held (one small read): a newer state there makes this
-                    // one stale at no write's cost, and a body it already names is not written again.
-                    if let Some(held) = self
+                    // one stale at no write's cost, and a body it already points to is kept.
+                    let held = self
                         .get_item_projected(
                             &state.grant_id,
                             &sk,
-                            "version, deleted, content_hash, body_hash",
+                            "version, deleted, content_hash, body_hash, body_ref",
                         )
-                        .await?
-                    {
-                        let existing = existing_of(&held);
-                        let held_body = held.get(BODY_HASH_ATTRIBUTE).and_then(|v| v.as_s().ok());
+                        .await?;
+                    if let Some(existing) = held.as_ref().map(existing_of) {
                         if existing.version >= state.version {
                             self.writes
                                 .add_one_item(item_bytes(&item) + size + "object".len());
                             return Ok(PutOutcome::Stale(existing));
                         }
-                        if body_needed(held_body.map(String::as_str), &digest) {
-                            self.put_body(state, body, &digest, in_bucket).await?;
-                        }
-                    } else {
-                        self.put_body(state, body, &digest, in_bucket).await?;
                     }
+                    let held_body = held.as_ref().and_then(|h| {
+                        let hash = h.get(BODY_HASH_ATTRIBUTE)?.as_s().ok()?;
+                        Some((hash.clone(), h.get("body_ref")?.clone()))
+                    });
+                    let pointer = match held_body {
+                        Some((hash, pointer)) if !body_needed(Some(&hash), &digest) => pointer,
+                        _ => {
+                            let id = state.object_ref.id();
+                            let key = body_key(&state.grant_id, id, state.version);
+                            self.put_payload(
+                                &key,
+                                "text/html; charset=utf-8",
+                                body.as_bytes().to_vec(),
+                            )
+                            .await?;
+                            self.pointer(key, body.len())
+                        }
+                    };
                     item.insert(BODY_HASH_ATTRIBUTE.into(), s(digest));
+                    item.insert("body_ref".into(), pointer);
                     let mut rest = object.clone();
                     if let Some(map) = rest.as_object_mut() {
                         map.remove("body");
@@ -593,7 +617,12 @@ impl ObjectStore {
         } else {
             bytes
         });
-        let tombstone_of_message = message && state.is_tombstone();
+        let new_body = item
+            .get("body_ref")
+            .and_then(|p| p.as_m().ok())
+            .and_then(|p| p.get("key"))
+            .and_then(|k| k.as_s().ok())
+            .cloned();
         let result = self
             .ddb
             .put_item()
@@ -603,19 +632,25 @@ impl ObjectStore {
             .expression_attribute_names("#v", "version")
             .expression_attribute_values(":v", n(state.version))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .set_return_values(
-                tombstone_of_message.then_some(aws_sdk_dynamodb::types::ReturnValue::AllOld),
-            )
+            .set_return_values(message.then_some(aws_sdk_dynamodb::types::ReturnValue::AllOld))
             .send()
             .await;
         match result {
             Ok(out) => {
-                // A deleted message's body goes with it.
-                let had_body = out
+                // A deleted message's body goes with it (and a replaced body, were one ever to
+                // change). Only keys of this message: bodies written by earlier releases were
+                // content-addressed, possibly shared, and go with the grant's purge.
+                let old_body = out
                     .attributes()
-                    .is_some_and(|old| old.contains_key(BODY_HASH_ATTRIBUTE));
-                if tombstone_of_message && had_body {
-                    self.delete_body(state).await?;
+                    .and_then(|old| old.get("body_ref"))
+                    .and_then(|p| p.as_m().ok())
+                    .and_then(|p| p.get("key"))
+                    .and_then(|k| k.as_s().ok());
+                if let Some(old) = old_body.filter(|k| {
+                    Some(*k) != new_body.as_ref()
+                        && k.starts_with(&body_prefix(&state.grant_id, state.object_ref.id()))
+                }) {
+                    self.delete_payload(old).await?;
                 }
                 if let Some(observe) = &self.observer {
                     observe(&WriteEvent {
@@ -660,89 +695,15 @@ impl ObjectStore {
         }
     }
 
-    /// Writes a message's body item (its bytes to the bucket first if they are too large for
-    /// it), unless a newer state's body is already there.
-    async fn put_body(
-        &self,
-        state: &ObjectState,
-        body: &str,
-        digest: &str,
-        in_bucket: bool,
-    ) -> Result<(), StoreError> {
-        let id = state.object_ref.id();
-        let mut item = HashMap::from([
-            ("grant_id".to_string(), s(&state.grant_id)),
-            ("sk".to_string(), s(body_sort_key(id))),
-            ("kind".to_string(), s("body")),
-            ("object_id".to_string(), s(id)),
-            ("version".to_string(), n(state.version)),
-            (BODY_HASH_ATTRIBUTE.to_string(), s(digest)),
-        ]);
-        if in_bucket {
-            // Content-addressed, so a lost race leaves only an unreferenced copy.
-            let key = format!(
-                "bodies/{}/{}",
-                state.grant_id,
-                hex::encode(Sha256::digest(body.as_bytes()))
-            );
-            self.put_payload(&key, "text/html; charset=utf-8", body.as_bytes().to_vec())
-                .await?;
-            item.insert("body_ref".into(), self.pointer(key, body.len()));
-        } else {
-            item.insert("body".into(), s(body));
-        }
-        self.writes.add(&item);
-        let result = self
-            .ddb
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(sk) OR #v <= :v")
-            .expression_attribute_names("#v", "version")
-            .expression_attribute_values(":v", n(state.version))
+    async fn delete_payload(&self, key: &str) -> Result<(), StoreError> {
+        self.s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
             .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(()) // a newer state's body is held; this state will lose its own write too
-            }
-            Err(e) => Err(dynamo_err(e)),
-        }
-    }
-
-    /// Deletes a message's body item after its tombstone was written (not one a newer state wrote).
-    async fn delete_body(&self, state: &ObjectState) -> Result<(), StoreError> {
-        let result = self
-            .ddb
-            .delete_item()
-            .table_name(&self.table)
-            .key("grant_id", s(&state.grant_id))
-            .key("sk", s(body_sort_key(state.object_ref.id())))
-            .condition_expression("#v < :v")
-            .expression_attribute_names("#v", "version")
-            .expression_attribute_values(":v", n(state.version))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => {
-                self.writes
-                    .add_bytes(out.attributes.as_ref().map_or(0, item_bytes));
-                Ok(())
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                self.writes.add_bytes(0);
-                Ok(())
-            }
-            Err(e) => Err(dynamo_err(e)),
-        }
+            .await
+            .map_err(|e| StoreError::S3(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+        Ok(())
     }
 
     async fn put_payload(
@@ -760,6 +721,7 @@ impl ObjectStore {
             .send()
             .await
             .map_err(|e| StoreError::S3(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+        self.writes.add_payload_put();
         Ok(())
     }
 
@@ -832,47 +794,23 @@ impl ObjectStore {
         Ok(out.item)
     }
 
-    /// Reads one object back, its body from its own item (or S3) where it is kept apart.
+    /// Reads one object back, its body from S3 where it is kept there.
     pub async fn get(
         &self,
         grant_id: &str,
         object_ref: &ObjectRef,
     ) -> Result<Option<StoredObject>, StoreError> {
-        let Some(item) = self.get_item(grant_id, &object_ref.sort_key()).await? else {
-            return Ok(None);
-        };
-        let body = match names_a_body(&item) {
-            true => {
-                self.get_item(grant_id, &body_sort_key(object_ref.id()))
-                    .await?
-            }
-            false => None,
-        };
-        self.stored_object(item, body).await.map(Some)
+        match self.get_item(grant_id, &object_ref.sort_key()).await? {
+            None => Ok(None),
+            Some(item) => self.stored_object(item).await.map(Some),
+        }
     }
 
-    /// Every object of a grant (tombstones included), bodies resolved.
+    /// Every item of a grant (tombstones included), bodies resolved.
     pub async fn list_grant(&self, grant_id: &str) -> Result<Vec<StoredObject>, StoreError> {
-        let (mut objects, mut bodies) = (Vec::new(), HashMap::new());
-        for item in self.query_grant(grant_id, false).await? {
-            let sk = item.get("sk").and_then(|v| v.as_s().ok());
-            match sk.and_then(|sk| sk.strip_prefix("body#")) {
-                Some(id) => {
-                    bodies.insert(id.to_string(), item);
-                }
-                None => objects.push(item),
-            }
-        }
         let mut out = Vec::new();
-        for item in objects {
-            let body = match names_a_body(&item) {
-                true => item
-                    .get("object_id")
-                    .and_then(|v| v.as_s().ok())
-                    .and_then(|id| bodies.remove(id)),
-                false => None,
-            };
-            out.push(self.stored_object(item, body).await?);
+        for item in self.query_grant(grant_id, false).await? {
+            out.push(self.stored_object(item).await?);
         }
         Ok(out)
     }
@@ -1055,16 +993,11 @@ impl ObjectStore {
             .expression_attribute_values(":p", s(prefix))
             .consistent_read(true);
         for mut item in self.query_all(query).await? {
-            let mut body = None;
             if !resolve_bodies {
                 item.remove("body_ref");
                 item.remove("object_ref");
-            } else if names_a_body(&item) {
-                if let Some(id) = item.get("object_id").and_then(|v| v.as_s().ok()) {
-                    body = self.get_item(grant_id, &body_sort_key(id)).await?;
-                }
             }
-            out.push(self.stored_object(item, body).await?);
+            out.push(self.stored_object(item).await?);
         }
         Ok(out)
     }
@@ -1286,11 +1219,9 @@ impl ObjectStore {
         Ok(found)
     }
 
-    /// An item read back as a stored object: `body` is its body's item, where it names one.
     async fn stored_object(
         &self,
         item: HashMap<String, AttributeValue>,
-        body: Option<HashMap<String, AttributeValue>>,
     ) -> Result<StoredObject, StoreError> {
         let text = |k: &str| {
             item.get(k)
@@ -1318,32 +1249,6 @@ impl ObjectStore {
             if let Some(map) = obj.as_object_mut() {
                 map.insert("body".into(), Value::String(body));
             }
-        } else if let (Some(obj), true) = (object.as_mut(), names_a_body(&item)) {
-            // Written before the message item that names it, deleted only after its tombstone:
-            // absent only if the table was changed by hand.
-            let held = match body.as_ref() {
-                Some(b) => match (b.get("body"), b.get("body_ref")) {
-                    (Some(AttributeValue::S(t)), _) => Some(t.clone()),
-                    (_, Some(AttributeValue::M(pointer))) => {
-                        let bytes = self.read_payload(pointer).await?;
-                        Some(
-                            String::from_utf8(bytes)
-                                .map_err(|e| StoreError::Encoding(e.to_string()))?,
-                        )
-                    }
-                    _ => None,
-                },
-                None => None,
-            };
-            let Some(held) = held else {
-                return Err(StoreError::Encoding(format!(
-                    "the body of {} is missing",
-                    text("sk")
-                )));
-            };
-            if let Some(map) = obj.as_object_mut() {
-                map.insert("body".into(), Value::String(held));
-            }
         }
         Ok(StoredObject {
             grant_id: text("grant_id"),
@@ -1368,12 +1273,6 @@ impl ObjectStore {
             object,
         })
     }
-}
-
-/// Whether a message item names a body kept apart (a tombstone names none).
-fn names_a_body(item: &HashMap<String, AttributeValue>) -> bool {
-    item.contains_key(BODY_HASH_ATTRIBUTE)
-        && !matches!(item.get("deleted"), Some(AttributeValue::Bool(true)))
 }
 
 fn existing_of(item: &HashMap<String, AttributeValue>) -> Existing {
@@ -1424,7 +1323,10 @@ mod tests {
         assert_eq!(write_units(1025), 2);
         assert_eq!(write_units(50_000), 49);
         let meter = WriteMeter::default();
-        meter.add(&HashMap::from([("body".to_string(), s("x".repeat(3000)))]));
+        meter.add_bytes(item_bytes(&HashMap::from([(
+            "body".to_string(),
+            s("x".repeat(3000)),
+        )])));
         assert_eq!((meter.requests(), meter.units()), (1, 3));
     }
 
@@ -1449,14 +1351,18 @@ mod tests {
 
     #[test]
     fn a_message_body_is_kept_apart_and_an_object_goes_to_the_bucket_only_as_far_as_it_must() {
-        let apart = |in_bucket| Layout::BodyApart { in_bucket };
-        // A short body stays with its message; a longer one is kept apart.
+        // A short body stays with its message; a longer one goes to the bucket.
         assert_eq!(layout(true, 900, Some(500), 350_000), Layout::Inline);
-        assert_eq!(layout(true, 3_000, Some(2_000), 350_000), apart(false));
+        assert_eq!(
+            layout(true, 3_000, Some(2_000), 350_000),
+            Layout::BodyInBucket
+        );
+        assert_eq!(
+            layout(true, 900_000, Some(800_000), 350_000),
+            Layout::BodyInBucket
+        );
         // Only messages have bodies kept apart.
         assert_eq!(layout(false, 3_000, Some(2_000), 350_000), Layout::Inline);
-        // A body too large for an item: its item points into the bucket.
-        assert_eq!(layout(true, 900_000, Some(800_000), 350_000), apart(true));
         // Too large without its body (9,000 recipients), or with no body at all: the whole object.
         assert_eq!(
             layout(true, 900_000, Some(2_000), 350_000),
@@ -1474,8 +1380,16 @@ mod tests {
         assert!(body_needed(None, &h), "a first write");
         assert!(body_needed(Some(&body_hash("other")), &h));
         assert!(!body_needed(Some(&h), &h), "a flag change");
-        assert_eq!(body_sort_key("m1"), "body#m1");
-        assert_eq!(ObjectRef::from_sort_key(&body_sort_key("m1")), None);
+    }
+
+    #[test]
+    fn a_body_is_kept_under_its_message_by_the_version_that_brought_it() {
+        assert_eq!(
+            body_key("g", "m1", 1_700_000_000_123),
+            "bodies/g/m1/1700000000123"
+        );
+        assert!(body_key("g", "m1", 5).starts_with(&body_prefix("g", "m1")));
+        assert!(!body_key("g", "m10", 5).starts_with(&body_prefix("g", "m1")));
     }
 
     #[test]

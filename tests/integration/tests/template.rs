@@ -322,6 +322,7 @@ fn policies_name_their_resources_and_grant_only_what_each_function_calls() {
                 "dynamodb:PutItem",
                 "dynamodb:Query",
                 "dynamodb:UpdateItem",
+                "s3:DeleteObject",
                 "s3:GetObject",
                 "s3:PutObject",
                 "secretsmanager:GetSecretValue",
