@@ -64,6 +64,9 @@ pub struct ConsumerSettings {
     pub purge_on_grant_delete: bool,
     /// How far back the initial backfill of a new grant reaches, in days.
     pub backfill_days: i64,
+    /// A redelivered notification (evidence that webhooks were lost) sends its grant's run at
+    /// once (`RECONCILE_ON_REDELIVERY`, default true). Off, the grant waits for its interval.
+    pub reconcile_on_redelivery: bool,
 }
 
 impl Default for ConsumerSettings {
@@ -73,6 +76,7 @@ impl Default for ConsumerSettings {
             concurrency: 8,
             purge_on_grant_delete: true,
             backfill_days: 30,
+            reconcile_on_redelivery: true,
         }
     }
 }
@@ -90,20 +94,9 @@ impl ConsumerSettings {
                 })
             }
         };
-        let purge = match env
-            .optional("PURGE_ON_GRANT_DELETE")
-            .as_deref()
-            .map(str::trim)
-        {
-            None | Some("true") => true,
-            Some("false") => false,
-            Some(_) => {
-                return Err(ConfigError::Invalid {
-                    name: "PURGE_ON_GRANT_DELETE",
-                    reason: "expected true or false".into(),
-                })
-            }
-        };
+        let purge = flag(env, "PURGE_ON_GRANT_DELETE", d.purge_on_grant_delete)?;
+        let reconcile_on_redelivery =
+            flag(env, "RECONCILE_ON_REDELIVERY", d.reconcile_on_redelivery)?;
         Ok(Self {
             fetch_policy,
             concurrency: env
@@ -111,7 +104,21 @@ impl ConsumerSettings {
                 .clamp(1, 64) as usize,
             purge_on_grant_delete: purge,
             backfill_days: env.number_or("BACKFILL_DAYS", d.backfill_days as u64)? as i64,
+            reconcile_on_redelivery,
         })
+    }
+}
+
+/// A `true`/`false` setting, `default` when unset.
+fn flag(env: &impl Env, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match env.optional(name).as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(_) => Err(ConfigError::Invalid {
+            name,
+            reason: "expected true or false".into(),
+        }),
     }
 }
 
@@ -282,7 +289,8 @@ impl<S: NotificationSource> Consumer<S> {
         // sweep of the recent window (`cadence`); if the job cannot be sent, the scheduler's
         // next tick finds the grant due. Best effort: the record itself does not depend on it.
         let mut redelivered: HashMap<&str, i64> = HashMap::new();
-        for i in intents.iter().filter(|i| i.redelivered) {
+        let on_redelivery = self.settings.reconcile_on_redelivery;
+        for i in intents.iter().filter(|i| on_redelivery && i.redelivered) {
             let t = redelivered.entry(i.grant_id.as_str()).or_insert(i.time);
             *t = (*t).max(i.time);
         }
@@ -849,6 +857,24 @@ impl ConsumerBaseline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redelivery_runs_and_purges_are_on_unless_turned_off_and_anything_else_is_refused() {
+        let empty: HashMap<&str, &str> = HashMap::new();
+        let d = ConsumerSettings::from_env(&empty).expect("defaults");
+        assert!(d.reconcile_on_redelivery && d.purge_on_grant_delete);
+        let off = HashMap::from([
+            ("RECONCILE_ON_REDELIVERY", "false"),
+            ("PURGE_ON_GRANT_DELETE", " false "),
+        ]);
+        let s = ConsumerSettings::from_env(&off).expect("false is a setting");
+        assert!(!s.reconcile_on_redelivery && !s.purge_on_grant_delete);
+        let bad = HashMap::from([("RECONCILE_ON_REDELIVERY", "no")]);
+        match ConsumerSettings::from_env(&bad) {
+            Err(ConfigError::Invalid { name, .. }) => assert_eq!(name, "RECONCILE_ON_REDELIVERY"),
+            other => panic!("expected a clear refusal, got {other:?}"),
+        }
+    }
 
     #[test]
     fn a_fetch_may_run_until_the_write_margin_before_the_deadline() {

@@ -52,6 +52,7 @@ pub const CONSUMER: &[Var] = &[
     opt("FETCH_POLICY"),
     opt("CONSUMER_CONCURRENCY"),
     opt("PURGE_ON_GRANT_DELETE"),
+    opt("RECONCILE_ON_REDELIVERY"),
     opt("BACKFILL_DAYS"),
 ];
 
@@ -82,6 +83,7 @@ pub const RECONCILER: &[Var] = &[
     opt("EVENTS_FUTURE_DAYS"),
     opt("RECONCILE_INTERVAL_SECONDS"),
     opt("RECONCILE_MAX_INTERVAL_SECONDS"),
+    opt("RECENT_SWEEP_DAYS"),
 ];
 
 /// The variables of a function by its binary name.

@@ -361,6 +361,10 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
         if kind == Kind::SeedHybrid {
             env.insert("FETCH_POLICY", "always".into());
         }
+        if kind != Kind::Hybrid {
+            // Only nylas-sync takes a redelivered notification as evidence of loss.
+            env.insert("RECONCILE_ON_REDELIVERY", "false".into());
+        }
         if config.big_mailbox > 0 {
             // The whole mailbox is synced from the start, big one included.
             let days = config.big_mailbox_years * 366 + 30;
