@@ -17,7 +17,7 @@ use sha2::Sha256;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::model::Notification;
-use crate::stats::DeliveryEvent;
+use crate::stats::{DeliveryEvent, LossReason};
 use crate::{lock, Shared};
 
 pub(crate) const MAX_ATTEMPTS: u32 = 3;
@@ -125,7 +125,9 @@ pub(crate) async fn run_dispatcher(shared: Arc<Shared>, mut rx: mpsc::UnboundedR
                 continue;
             }
             if let Some(e) = d.refuses(now) {
-                lock(&shared.stats).record_delivery(&d.info.id, e);
+                let mut stats = lock(&shared.stats);
+                stats.record_delivery(&d.info.id, e);
+                stats.record_loss(&d.info.id, &out.notification, e.loss_reason(), now);
                 continue;
             }
             let (drop_it, duplicate) = {
@@ -138,6 +140,7 @@ pub(crate) async fn run_dispatcher(shared: Arc<Shared>, mut rx: mpsc::UnboundedR
             let mut stats = lock(&shared.stats);
             if drop_it {
                 stats.record_delivery(&d.info.id, DeliveryEvent::DroppedByFault);
+                stats.record_loss(&d.info.id, &out.notification, LossReason::Dropped, now);
                 continue;
             }
             let copies = if duplicate { 2 } else { 1 };
@@ -246,6 +249,8 @@ async fn deliver(
             }
             Attempt::Refused(e) => {
                 stats.record_delivery(&dest_id, e);
+                let now = shared.clock.now();
+                stats.record_loss(&dest_id, &job.notification, e.loss_reason(), now);
                 return;
             }
             Attempt::Non200 | Attempt::NoAnswer => {
@@ -260,6 +265,8 @@ async fn deliver(
                 );
                 if attempt == MAX_ATTEMPTS {
                     stats.record_delivery(&dest_id, DeliveryEvent::DroppedAfterRetries);
+                    let now = shared.clock.now();
+                    stats.record_loss(&dest_id, &job.notification, LossReason::AfterRetries, now);
                 }
             }
         }

@@ -285,6 +285,7 @@ mod tests {
             initial_events: 2,
             recurring_series: 0,
             folder_changes,
+            mix: None,
         })
     }
 

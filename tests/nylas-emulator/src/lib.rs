@@ -19,6 +19,7 @@ mod control;
 mod delivery;
 mod faults;
 mod folders;
+mod mix;
 mod model;
 mod recurrence;
 mod rng;
@@ -41,12 +42,13 @@ pub use calendar::EventSpec;
 pub use delivery::sign;
 pub use faults::{FaultWindow, Faults, SlowWindow};
 pub use folders::Folder;
+pub use mix::ActivityMix;
 pub use model::{
     Attachment, Calendar, DeletedEvent, Event, EventChange, EventParticipant, GrantTruth, Message,
     MessageChange, MessageSpec, Participant, Truth, When, DEFAULT_TRUNCATION_THRESHOLD_BYTES,
 };
 pub use recurrence::occurrence_id;
-pub use stats::{ApiRequestCount, ApiStats, DeliveryCounts, Stats, WebhookStats};
+pub use stats::{ApiRequestCount, ApiStats, DeliveryCounts, Loss, LossReason, Stats, WebhookStats};
 
 use clock::Clock;
 use delivery::{Outgoing, PendingGuard};
@@ -103,6 +105,9 @@ pub struct EmulatorConfig {
     /// label created, renamed or deleted, drawn from a generator of their own so the other
     /// changes keep their seeded sequence. In `[0, 1]`; 0 = none (default 0.01).
     pub folder_changes: f64,
+    /// What the activity changes, in which shares (`ActivityMix::typical_day()` for a day of
+    /// a typical mailbox); `None`: the default mix. Folder changes (`folder_changes`) come on top.
+    pub activity_mix: Option<ActivityMix>,
 }
 
 impl Default for EmulatorConfig {
@@ -128,6 +133,7 @@ impl Default for EmulatorConfig {
             recurring_series_per_grant: 1,
             grant_expired_lag_max: Duration::from_secs(600),
             folder_changes: 0.01,
+            activity_mix: None,
         }
     }
 }
@@ -448,6 +454,7 @@ impl Emulator {
             initial_events: config.initial_events_per_grant,
             recurring_series: config.recurring_series_per_grant,
             folder_changes: config.folder_changes,
+            mix: config.activity_mix.clone(),
         });
         let shared = Arc::new(Shared {
             clock,
@@ -789,6 +796,12 @@ impl Emulator {
 
     pub fn stats(&self) -> Stats {
         self.shared.stats()
+    }
+
+    /// Every notification a destination never received (dropped, retries exhausted, destination
+    /// `failed` or paused), in the order they were given up.
+    pub fn losses(&self) -> Vec<Loss> {
+        lock(&self.shared.stats).losses.clone()
     }
 
     /// Sends a notification of any type (e.g. `message.created.cleaned`, `booking.created`) with

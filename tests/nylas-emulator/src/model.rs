@@ -410,6 +410,8 @@ pub(crate) struct ModelSettings {
     pub(crate) recurring_series: usize,
     /// Share of activity changes that are folder changes, in `[0, 1]`.
     pub(crate) folder_changes: f64,
+    /// The kinds of change and their shares; `None`: the default mix.
+    pub(crate) mix: Option<crate::mix::ActivityMix>,
 }
 
 pub(crate) struct Model {
@@ -911,6 +913,10 @@ impl Model {
             self.random_folder_change(grant_id, now, out);
             return;
         }
+        if let Some(mix) = self.settings.mix.clone() {
+            self.mixed_change(&mix, grant_id, now, out);
+            return;
+        }
         let roll = g.rng.below(100);
         let pick_message = |g: &mut Grant| -> Option<String> {
             let n = g.messages.len();
@@ -975,6 +981,84 @@ impl Model {
         }
         // New mail is the fallback whenever the picked change had nothing to act on.
         self.create_message(grant_id, MessageSpec::default(), now, out);
+    }
+
+    /// One change of the kind `mix` draws, on mail of its recent window.
+    fn mixed_change(
+        &mut self,
+        mix: &crate::mix::ActivityMix,
+        grant_id: &str,
+        now: i64,
+        out: &mut Vec<Notification>,
+    ) {
+        use crate::mix::Change;
+        let Some(g) = self.grants.get_mut(grant_id) else {
+            return;
+        };
+        let change = mix.pick(g.rng.below(mix.per_day().max(1) as usize) as u32);
+        let recent_from = now - mix.recent_days * 86_400;
+        let recent: Vec<&String> = g
+            .messages
+            .values()
+            .filter(|m| m.date >= recent_from)
+            .map(|m| &m.id)
+            .collect();
+        let pool: Vec<&String> = if recent.is_empty() {
+            g.messages.keys().collect()
+        } else {
+            recent
+        };
+        let picked = (!pool.is_empty()).then(|| pool[g.rng.below(pool.len())].clone());
+        match (change, picked) {
+            (Change::Flag, Some(id)) => {
+                let m = &g.messages[&id];
+                let change = if g.rng.below(4) == 0 {
+                    MessageChange {
+                        starred: Some(!m.starred),
+                        ..Default::default()
+                    }
+                } else {
+                    MessageChange {
+                        unread: Some(!m.unread),
+                        ..Default::default()
+                    }
+                };
+                self.update_message(grant_id, &id, change, now, out);
+            }
+            (Change::FolderMove, Some(id)) => {
+                let targets: Vec<&str> = MOVE_TARGETS
+                    .iter()
+                    .copied()
+                    .filter(|t| g.folders.contains_key(*t))
+                    .collect();
+                if targets.is_empty() {
+                    return;
+                }
+                let folder = g.rng.pick(&targets).to_string();
+                let change = MessageChange {
+                    folders: Some(vec![folder]),
+                    ..Default::default()
+                };
+                self.update_message(grant_id, &id, change, now, out);
+            }
+            (Change::Delete, Some(id)) => {
+                self.delete_message(grant_id, &id, now, out);
+            }
+            (Change::Event, _) => {
+                // Without a calendar (deleted by the API) there is nothing to change.
+                let roll = g.rng.below(22);
+                self.random_event_change(grant_id, roll, now, out);
+            }
+            _ => {
+                let span = mix.body_bytes_max.saturating_sub(mix.body_bytes_min);
+                let size = mix.body_bytes_min + g.rng.below(span + 1);
+                let spec = MessageSpec {
+                    body_size: Some(size),
+                    ..MessageSpec::default()
+                };
+                self.create_message(grant_id, spec, now, out);
+            }
+        }
     }
 
     /// One seeded grant lifecycle change: a new grant, an expiry, a re-authentication or a delete.

@@ -100,8 +100,41 @@ pub struct DeliveryCounts {
     pub dropped_destination_paused: u64,
 }
 
+/// Why a notification never reached a destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossReason {
+    /// Silently never sent (the `drop_probability` fault): nothing tells the receiver.
+    Dropped,
+    /// All three attempts failed (the endpoint was down or erroring).
+    AfterRetries,
+    /// The destination was `failed`.
+    DestinationFailed,
+    /// The destination was paused.
+    DestinationPaused,
+}
+
+/// One notification a destination never received, for measuring how long each loss lasted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Loss {
+    pub destination: String,
+    pub notification_id: String,
+    /// The notification's type, e.g. `message.updated`.
+    pub kind: String,
+    pub grant_id: String,
+    /// `data.object.id` (or `message_id` for tracking notifications), if any.
+    pub object_id: Option<String>,
+    /// The notification's `time`: when the change it reports was made (emulated Unix s).
+    pub time: i64,
+    /// When it was given up (emulated Unix s).
+    pub lost_at: i64,
+    pub reason: LossReason,
+}
+
 #[derive(Default)]
 pub(crate) struct StatsRecorder {
+    /// Every notification a destination never received, in the order they were given up.
+    pub(crate) losses: Vec<Loss>,
     pub(crate) api: BTreeMap<(String, Option<String>, u16), u64>,
     pub(crate) webhooks: WebhookStats,
     pub(crate) held_back: u64,
@@ -124,6 +157,17 @@ pub(crate) enum DeliveryEvent {
     Duplicated,
     Delayed,
     Abandoned,
+}
+
+impl DeliveryEvent {
+    /// The loss a refusal stands for (only `DroppedDestinationFailed` and `...Paused` are
+    /// refusals).
+    pub(crate) fn loss_reason(self) -> LossReason {
+        match self {
+            DeliveryEvent::DroppedDestinationPaused => LossReason::DestinationPaused,
+            _ => LossReason::DestinationFailed,
+        }
+    }
 }
 
 impl DeliveryCounts {
@@ -149,6 +193,30 @@ impl DeliveryCounts {
 impl StatsRecorder {
     pub(crate) fn record_api(&mut self, endpoint: String, grant: Option<String>, status: u16) {
         *self.api.entry((endpoint, grant, status)).or_default() += 1;
+    }
+
+    /// Records that `n` will never reach `destination`, and why.
+    pub(crate) fn record_loss(
+        &mut self,
+        destination: &str,
+        n: &crate::model::Notification,
+        reason: LossReason,
+        now: i64,
+    ) {
+        let object_id = ["id", "message_id"]
+            .iter()
+            .find_map(|k| n.object.get(*k).and_then(serde_json::Value::as_str))
+            .map(str::to_string);
+        self.losses.push(Loss {
+            destination: destination.to_string(),
+            notification_id: n.id.clone(),
+            kind: n.kind.clone(),
+            grant_id: n.grant_id.clone(),
+            object_id,
+            time: n.time,
+            lost_at: now,
+            reason,
+        });
     }
 
     pub(crate) fn record_delivery(&mut self, destination: &str, e: DeliveryEvent) {

@@ -171,6 +171,12 @@ async fn tests_can_fail_a_destination_at_once_by_library_and_over_http() {
     send(&emu, 1);
     assert!(emu.wait_for_deliveries_idle(DEADLINE).await);
     assert_eq!(rx.count(), 0);
+    let losses = emu.losses();
+    assert_eq!(losses.len(), 1);
+    assert_eq!(
+        losses[0].reason,
+        nylas_emulator::LossReason::DestinationFailed
+    );
     assert!(emu.set_destination_status(&dest, "active"));
     assert!(!emu.set_destination_status(&dest, "broken"));
     assert_eq!(emu.destination_status("unknown"), "");

@@ -28,6 +28,14 @@ async fn with_drop_probability_1_nothing_is_delivered_and_every_drop_is_counted(
     assert!(emu.wait_for_deliveries_idle(DEADLINE).await);
     assert_eq!(rx.count(), 0);
     assert_eq!(emu.stats().webhooks.deliveries.dropped_by_fault, 5);
+    let losses = emu.losses();
+    assert_eq!(losses.len(), 5);
+    assert!(losses
+        .iter()
+        .all(|l| l.reason == nylas_emulator::LossReason::Dropped
+            && l.kind == "message.created"
+            && l.grant_id == g
+            && l.object_id.is_some()));
     emu.shutdown().await;
 }
 

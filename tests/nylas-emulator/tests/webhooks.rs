@@ -356,6 +356,20 @@ async fn failing_deliveries_are_retried_three_times_over_10_to_20_emulated_minut
     assert_eq!(stats.deliveries.dropped_after_retries, 1);
     assert_eq!(stats.deliveries.delivered, 0);
     assert_eq!(stats.by_destination[&dest].attempts, 3);
+    // The loss is on record: which notification, of what object, lost when and why.
+    let losses = emu.losses();
+    assert_eq!(losses.len(), 1, "{losses:?}");
+    let loss = &losses[0];
+    assert_eq!(
+        (loss.destination.as_str(), loss.reason),
+        (dest.as_str(), nylas_emulator::LossReason::AfterRetries)
+    );
+    assert_eq!(Value::from(loss.notification_id.clone()), ids[0]);
+    assert_eq!(
+        loss.object_id.as_deref(),
+        got[0].json()["data"]["object"]["id"].as_str()
+    );
+    assert!(loss.lost_at - loss.time >= 500, "{loss:?}");
     emu.shutdown().await;
 }
 
