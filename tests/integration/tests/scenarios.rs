@@ -110,3 +110,46 @@ async fn the_real_account_mode_syncs_every_grant_of_an_application_by_reconcilia
     assert!(result.is_exact(), "{:?}", result.lines());
     assert_eq!(emulator.truth().grants.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_a_day_with_drops_an_outage_and_a_failed_destination_the_hybrid_repairs_every_loss_itself(
+) {
+    // A day in a minute: the shares of a typical day, its faults, the quiet tail; no final run.
+    support::endpoint();
+    let mut config = ScenarioConfig::new(ScenarioName::Day);
+    config.time_scale = 1440.0;
+    config.traffic_seconds = 60;
+    let report = run(config).await.expect("scenario runs");
+    let hybrid = report.hybrid().expect("hybrid row");
+    assert!(
+        report.converged(),
+        "{}\n{:?}",
+        report.table(),
+        hybrid.differences
+    );
+    // Its destination went `failed` and the watch brought it back; nobody did for the others.
+    assert_eq!(
+        hybrid.destination_status.as_deref(),
+        Some("active"),
+        "{}",
+        report.table()
+    );
+    let webhooks_only = &report.strategies[0];
+    assert_eq!(webhooks_only.destination_status.as_deref(), Some("failed"));
+    assert!(
+        webhooks_only.missing + webhooks_only.stale + webhooks_only.resurrected > 0,
+        "{}",
+        report.table()
+    );
+    // Losses happened, and each was repaired by a write of the hybrid's own functions.
+    assert!(hybrid.losses.signal > 0, "{}", report.table());
+    assert_eq!(hybrid.losses.open, 0, "{}", report.table());
+    assert!(hybrid.watch_calls > 0, "{}", report.table());
+    // Bodies are written once: far fewer write units than whole items would cost.
+    assert!(
+        hybrid.write_units_per_grant_day < 0.5 * hybrid.one_item_write_units_per_grant_day,
+        "{}",
+        report.table()
+    );
+    assert!(hybrid.usd_per_grant_month.total() > 0.0);
+}

@@ -10,6 +10,7 @@
 
 pub mod apigw;
 pub mod compare;
+pub mod day;
 pub mod report;
 pub mod scenario;
 

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::day::Bill;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StrategyReport {
     pub strategy: String,
@@ -27,6 +29,43 @@ pub struct StrategyReport {
     pub resurrected: usize,
     /// The first differences, for a look.
     pub differences: Vec<String>,
+    /// How long the notifications its destination never received stayed lost in its store.
+    pub losses: LossRepair,
+    /// Nylas calls of the destination's watch: per application, whatever the number of grants.
+    pub watch_calls: u64,
+    /// The destination's status at Nylas at the end (`active`, `failed`, ...), if it has one.
+    pub destination_status: Option<String>,
+    /// Its Nylas calls by endpoint (the watch's apart).
+    pub calls_by_endpoint: std::collections::BTreeMap<String, u64>,
+    /// Write units the same writes would have cost with each state written whole in one item
+    /// (the design before a message's body was stored once), per grant-day.
+    pub one_item_write_units_per_grant_day: f64,
+    /// Read units of the objects table, per grant-day.
+    pub read_units_per_grant_day: f64,
+    /// S3 PUTs of payloads (bodies, objects too large for an item).
+    pub payload_puts: u64,
+    /// The AWS bill of this strategy's traffic, per grant-month, at list prices (`day::price`).
+    pub usd_per_grant_month: Bill,
+}
+
+/// Loss to repair, emulated seconds (see `day::repairs`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LossRepair {
+    /// Losses with a signal (an outage's retries, a `failed` destination) and how long each
+    /// lasted from when the endpoint could be reached again.
+    pub signal: usize,
+    pub signal_p50_s: Option<f64>,
+    pub signal_p99_s: Option<f64>,
+    pub signal_max_s: Option<f64>,
+    /// Silent drops, from the change.
+    pub silent: usize,
+    pub silent_p50_s: Option<f64>,
+    pub silent_p99_s: Option<f64>,
+    pub silent_max_s: Option<f64>,
+    /// Losses no write repaired by the end of the run.
+    pub open: usize,
+    /// The slowest repairs and open losses, one line each.
+    pub slowest: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -122,6 +161,46 @@ impl Report {
         }
         out.push_str(
             "\nlag in emulated time; calls per grant-day = calls / grants / emulated days; WCU: DynamoDB write units of the objects table (1 per started KB of each item written, refused conditional writes included).\n",
+        );
+        out.push_str(&format!(
+            "\n{:<28} {:>18} {:>18} {:>5} {:>11} {:>14} {:>13} {:>8} {:>16}\n",
+            "loss to repair, cost",
+            "signal p50/p99",
+            "silent p50/p99",
+            "open",
+            "watch calls",
+            "one-item WCU/gd",
+            "RCU/grant-day",
+            "S3 PUTs",
+            "AWS $/grant-month"
+        ));
+        for s in &self.strategies {
+            let l = &s.losses;
+            out.push_str(&format!(
+                "{:<28} {:>18} {:>18} {:>5} {:>11} {:>14.0} {:>13.0} {:>8} {:>16.4}\n",
+                s.strategy,
+                format!(
+                    "{} ({}/{})",
+                    l.signal,
+                    secs(l.signal_p50_s),
+                    secs(l.signal_p99_s)
+                ),
+                format!(
+                    "{} ({}/{})",
+                    l.silent,
+                    secs(l.silent_p50_s),
+                    secs(l.silent_p99_s)
+                ),
+                l.open,
+                s.watch_calls,
+                s.one_item_write_units_per_grant_day,
+                s.read_units_per_grant_day,
+                s.payload_puts,
+                s.usd_per_grant_month.total(),
+            ));
+        }
+        out.push_str(
+            "\nloss to repair: lost notifications (count) and how long each stayed lost, emulated, from the endpoint being reachable (signal: outage retries, failed destination) or from the change (silent drops); open: never repaired by a write. Watch calls: the destination's reads, per application. One-item WCU: what the same writes cost with bodies rewritten in every item. AWS: Lambda, SQS, DynamoDB and S3 at list prices (tests/local-stack/src/day.rs).\n",
         );
         out
     }

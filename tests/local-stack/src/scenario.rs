@@ -24,20 +24,24 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use nylas_emulator::{
-    Emulator, EmulatorConfig, FaultWindow, Faults, MessageSpec, SlowWindow, Stats,
+    ActivityMix, Emulator, EmulatorConfig, FaultWindow, Faults, MessageSpec, SlowWindow, Stats,
 };
 use nylas_sync::aws::{self, AwsTimeouts};
 use nylas_sync::clock::Clock;
+use nylas_sync::config::ApiKey;
 use nylas_sync::consumer::Consumer;
+use nylas_sync::destination::DestinationWatch;
 use nylas_sync::grants::GrantStatus;
 use nylas_sync::ingest::Ingest;
 use nylas_sync::jobs::{JobKind, ReconcileJob};
+use nylas_sync::nylas::{ClientSettings, NylasClient};
 use nylas_sync::reconcile::Reconciler;
 use nylas_sync::scheduler::{Scheduler, SchedulerSettings};
 use nylas_sync::store::WriteEvent;
 
 use crate::compare::{compare, Completeness};
-use crate::report::{FaultsReport, Report, StrategyReport};
+use crate::day::{repairs, Bill, Usage};
+use crate::report::{FaultsReport, LossRepair, Report, StrategyReport};
 use crate::SqsPoller;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,7 +55,26 @@ pub enum ScenarioName {
     /// A big mailbox, slow REST answers during changes, a grant deleted while a reconcile of it
     /// runs, a grant whose credentials expire and come back, and bursts of 429s.
     Faults,
+    /// A day of a typical mailbox (per grant 200 new messages, 400 flag or folder changes, 20
+    /// deletes, 10 event changes), 0.5% of notifications silently dropped, a one-hour outage of
+    /// the endpoint, every destination `failed` late in the day; then a quiet tail as long as the
+    /// longest back-off, so every loss has had its chance to be repaired.
+    Day,
 }
+
+/// The day scenario runs a day in four minutes.
+const DAY_TIME_SCALE: f64 = 360.0;
+/// The day's faults, as fractions of the traffic time: the outage starts at `DAY_OUTAGE_AT`,
+/// every destination is made `failed` at `DAY_FAIL_AT`.
+const DAY_OUTAGE_AT: f64 = 0.30;
+const DAY_OUTAGE: Duration = Duration::from_secs(3600);
+const DAY_FAIL_AT: f64 = 0.75;
+const DAY_DROP_PROBABILITY: f64 = 0.005;
+/// How often the nylas-sync hybrid reads its destination (the template's DestinationWatchMinutes).
+const WATCH_EVERY_S: f64 = 300.0;
+/// The longest a grant waits between runs (RECONCILE_MAX_INTERVAL_SECONDS's default): the day's
+/// quiet tail.
+const MAX_INTERVAL_S: f64 = 14_400.0;
 
 #[derive(Debug, Clone)]
 pub struct ScenarioConfig {
@@ -76,14 +99,23 @@ impl ScenarioConfig {
     pub fn new(scenario: ScenarioName) -> Self {
         Self {
             scenario,
-            grants: 5,
-            time_scale: 60.0,
+            grants: if scenario == ScenarioName::Day { 2 } else { 5 },
+            time_scale: if scenario == ScenarioName::Day {
+                DAY_TIME_SCALE
+            } else {
+                60.0
+            },
             traffic_seconds: match scenario {
                 ScenarioName::Smoke => 40,
                 ScenarioName::Faults => 60,
+                ScenarioName::Day => (86_400.0 / DAY_TIME_SCALE) as u64,
                 _ => 90,
             },
-            events_per_minute: 0.6,
+            events_per_minute: if scenario == ScenarioName::Day {
+                f64::from(ActivityMix::typical_day().per_day()) / 1440.0
+            } else {
+                0.6
+            },
             seed: 42,
             progress: false,
             big_mailbox: if scenario == ScenarioName::Faults {
@@ -144,16 +176,69 @@ struct Strategy {
     reconcile: SqsPoller,
     writes: Arc<Mutex<Vec<WriteEvent>>>,
     ingest_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The webhook destination at Nylas, if the strategy has one.
+    destination: Option<String>,
+    /// The destination's watch (the nylas-sync hybrid only).
+    watch: Option<Arc<DestinationWatch>>,
+    invocations: Arc<Invocations>,
+}
+
+/// Function invocations of a strategy and their time (real, on this machine), for the bill.
+#[derive(Default)]
+struct Invocations {
+    consumer: AtomicU64,
+    consumer_us: AtomicU64,
+    reconciler: AtomicU64,
+    reconciler_us: AtomicU64,
+    scheduler: AtomicU64,
+    /// Reconcile jobs: SendMessage, ReceiveMessage and DeleteMessage each.
+    jobs: AtomicU64,
+}
+
+impl Invocations {
+    fn add(counter: &AtomicU64, micros: &AtomicU64, since: Instant) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        micros.fetch_add(since.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
 }
 
 impl Strategy {
-    /// Write requests and write units of the strategy's objects table, by all its functions.
-    fn writes(&self) -> (u64, u64) {
+    /// What the strategy's stores metered so far, by all its functions.
+    fn meters(&self) -> Meters {
         let stores = std::iter::once(&self.reconciler.objects)
             .chain(self.consumer.as_ref().map(|c| &c.objects));
-        stores.fold((0, 0), |(r, u), o| {
-            (r + o.writes.requests(), u + o.writes.units())
+        stores.fold(Meters::default(), |m, o| Meters {
+            write_requests: m.write_requests + o.writes.requests(),
+            write_units: m.write_units + o.writes.units(),
+            one_item_units: m.one_item_units + o.writes.one_item_units(),
+            read_units: m.read_units + o.reads.units(),
+            payload_puts: m.payload_puts + o.writes.payload_puts(),
         })
+    }
+}
+
+/// A strategy's store meters (objects table and bucket).
+#[derive(Debug, Clone, Copy, Default)]
+struct Meters {
+    write_requests: u64,
+    write_units: u64,
+    /// Write units had each state been written whole in one item (the design before bodies
+    /// were stored once).
+    one_item_units: u64,
+    read_units: f64,
+    payload_puts: u64,
+}
+
+impl std::ops::Sub for Meters {
+    type Output = Meters;
+    fn sub(self, b: Meters) -> Meters {
+        Meters {
+            write_requests: self.write_requests.saturating_sub(b.write_requests),
+            write_units: self.write_units.saturating_sub(b.write_units),
+            one_item_units: self.one_item_units.saturating_sub(b.one_item_units),
+            read_units: (self.read_units - b.read_units).max(0.0),
+            payload_puts: self.payload_puts.saturating_sub(b.payload_puts),
+        }
     }
 }
 
@@ -321,6 +406,12 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
         time_scale: scale,
         initial_messages_per_grant: 8,
         initial_events_per_grant: 3,
+        activity_mix: (config.scenario == ScenarioName::Day).then(ActivityMix::typical_day),
+        folder_changes: if config.scenario == ScenarioName::Day {
+            0.0
+        } else {
+            EmulatorConfig::default().folder_changes
+        },
         ..EmulatorConfig::default()
     })
     .await?;
@@ -419,9 +510,26 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
             })
         });
         let mut ingest_task = None;
+        let mut destination = None;
         if kind.webhooks() {
-            ingest_task = Some(register_webhook(&emulator, &http, &r, &prefix).await?);
+            let (task, id) = register_webhook(&emulator, &http, &r, &prefix).await?;
+            ingest_task = Some(task);
+            destination = Some(id);
         }
+        // The nylas-sync hybrid reads its destination on its own schedule.
+        let watch = match (&destination, kind) {
+            (Some(id), Kind::Hybrid) => Some(Arc::new(DestinationWatch {
+                nylas: NylasClient::new(
+                    &emulator.base_url(),
+                    ApiKey::new(emulator.api_key()),
+                    ClientSettings::default(),
+                )?,
+                webhook_id: id.clone(),
+                grants: reconciler.grants.clone(),
+                clock: Arc::clone(&clock),
+            })),
+            _ => None,
+        };
         let notifications = if kind.webhooks() {
             Some(SqsPoller::new(sqs.clone(), &r.notifications_queue).await?)
         } else {
@@ -443,6 +551,9 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
             reconcile,
             writes,
             ingest_task,
+            destination,
+            watch,
+            invocations: Arc::default(),
         });
     }
 
@@ -465,7 +576,11 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
         .iter()
         .map(|s| s.reconciler.nylas.calls.total())
         .collect();
-    let writes_before: Vec<(u64, u64)> = strategies.iter().map(Strategy::writes).collect();
+    let meters_before: Vec<Meters> = strategies.iter().map(Strategy::meters).collect();
+    let calls_before_by_endpoint: Vec<_> = strategies
+        .iter()
+        .map(|s| s.reconciler.nylas.calls.snapshot())
+        .collect();
 
     // Traffic, with the scenario's faults.
     let stop = Arc::new(AtomicBool::new(false));
@@ -481,6 +596,7 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
         if let (Some(poller), Some(consumer)) = (s.notifications.clone(), s.consumer.clone()) {
             let stop = Arc::clone(&stop);
             let crashes = Arc::clone(&crashes);
+            let invocations = Arc::clone(&s.invocations);
             workers.push(tokio::spawn(async move {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -488,9 +604,12 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
                     let consumer = Arc::clone(&consumer);
                     let crash = crash_every > 0 && n % crash_every == 0;
                     let crashes = Arc::clone(&crashes);
+                    let inv = Arc::clone(&invocations);
                     let _ = poller
                         .poll_once(1, |event| async move {
+                            let t = Instant::now();
                             let response = consumer.handle(event).await;
+                            Invocations::add(&inv.consumer, &inv.consumer_us, t);
                             if crash {
                                 // The function died after its writes, before answering: the
                                 // whole batch comes back after the visibility timeout.
@@ -507,14 +626,20 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
             let poller = s.reconcile.clone();
             let reconciler = Arc::clone(&s.reconciler);
             let stop = Arc::clone(&stop);
+            let inv = Arc::clone(&s.invocations);
             workers.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     let reconciler = Arc::clone(&reconciler);
+                    let inv = Arc::clone(&inv);
                     let _ = poller
-                        .poll_once(
-                            1,
-                            |event| async move { reconciler.handle(event, far()).await },
-                        )
+                        .poll_once(1, |event| async move {
+                            let t = Instant::now();
+                            inv.jobs
+                                .fetch_add(event.records.len() as u64, Ordering::Relaxed);
+                            let response = reconciler.handle(event, far()).await;
+                            Invocations::add(&inv.reconciler, &inv.reconciler_us, t);
+                            response
+                        })
                         .await;
                 }
             }));
@@ -523,12 +648,33 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
             let stop = Arc::clone(&stop);
             let interval =
                 Duration::from_secs_f64(s.kind.poll_interval().unwrap_or(1800) as f64 / scale);
+            let inv = Arc::clone(&s.invocations);
+            let watch = s.watch.clone();
             timers.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(interval);
                 tick.tick().await; // the first tick is now: the initial reconcile just ran
                 while !stop.load(Ordering::Relaxed) {
                     tick.tick().await;
+                    inv.scheduler.fetch_add(1, Ordering::Relaxed);
                     let _ = scheduler.fan_out().await;
+                    if let Some(w) = &watch {
+                        let _ = w.check(&scheduler).await;
+                    }
+                }
+            }));
+        }
+        // The destination's own schedule (the template's second schedule, `watch_only`).
+        if let (Some(watch), Some(scheduler)) = (s.watch.clone(), s.scheduler.clone()) {
+            let stop = Arc::clone(&stop);
+            let inv = Arc::clone(&s.invocations);
+            let every = Duration::from_secs_f64(WATCH_EVERY_S / scale);
+            timers.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                while !stop.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    inv.scheduler.fetch_add(1, Ordering::Relaxed);
+                    let _ = watch.check(&scheduler).await;
                 }
             }));
         }
@@ -574,7 +720,18 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
             }
             faults.retry_after_secs = Some(2);
         }
+        ScenarioName::Day => {
+            faults.drop_probability = DAY_DROP_PROBABILITY;
+            let from = t0 + (config.traffic_seconds as f64 * scale * DAY_OUTAGE_AT) as i64;
+            faults
+                .outages
+                .push(FaultWindow::starting_at(from, DAY_OUTAGE));
+        }
     }
+    let outages: Vec<crate::day::Window> =
+        faults.outages.iter().map(|w| (w.from, w.until)).collect();
+    let mut fail_at = (config.scenario == ScenarioName::Day)
+        .then(|| traffic_fraction(config.traffic_seconds, DAY_FAIL_AT));
     let plan = FaultPlan::new(&config, &emulator, &faults, big_mailbox);
     emulator.set_faults(faults);
     for g in emulator.grant_ids() {
@@ -599,14 +756,37 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
             let (_, step) = steps.remove(0);
             step.run(&emulator, &strategies, &mut observed).await?;
         }
+        if fail_at.is_some_and(|at| traffic_start + at <= Instant::now()) {
+            fail_at = None;
+            // Every destination goes `failed` at once: Nylas sends them nothing from now on.
+            for d in strategies.iter().filter_map(|s| s.destination.as_deref()) {
+                emulator.fail_destination(d);
+            }
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Steps not yet run (a very short run) run now, in order: every fault happens.
     for (_, step) in steps {
         step.run(&emulator, &strategies, &mut observed).await?;
     }
+    if fail_at.is_some() {
+        for d in strategies.iter().filter_map(|s| s.destination.as_deref()) {
+            emulator.fail_destination(d);
+        }
+    }
     emulator.pause_activity();
     emulator.set_faults(Faults::default());
+    if config.scenario == ScenarioName::Day {
+        // The quiet tail: no more changes, every schedule still running, as long as the longest
+        // back-off, so each loss has had the time its policy promises.
+        let tail_end = Instant::now() + Duration::from_secs_f64(MAX_INTERVAL_S / scale);
+        while Instant::now() < tail_end {
+            if config.progress {
+                progress(&emulator, &strategies, "quiet tail", started, &crashes, t0);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 
     // Let deliveries (retries included) finish and the queues drain.
     let drain_deadline = Instant::now() + Duration::from_secs(120);
@@ -651,9 +831,10 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
         let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
     }
 
-    // The final poll of every strategy that polls; the nylas-sync hybrid's sweeps.
+    // The final poll of every strategy that polls; the nylas-sync hybrid's sweeps. Not after
+    // the day: its strategies are judged as their own schedules left them.
     for s in &strategies {
-        if s.kind.poll_interval().is_none() {
+        if s.kind.poll_interval().is_none() || config.scenario == ScenarioName::Day {
             continue;
         }
         for g in emulator.grant_ids() {
@@ -668,6 +849,9 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
 
     // Measure.
     let truth = emulator.truth();
+    let losses = emulator.losses();
+    let changes = emulator.changes();
+    let stats = emulator.stats();
     let emulated_days = ((emulator.now() - t0).max(1) as f64) / 86_400.0;
     let mut report = Report {
         scenario: format!("{:?}", config.scenario).to_lowercase(),
@@ -694,9 +878,53 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
         lags.sort_by(f64::total_cmp);
         let consumer_calls = s.consumer.as_ref().map_or(0, |c| c.nylas.calls.total());
         let calls = consumer_calls + s.reconciler.nylas.calls.total() - calls_before[i];
-        let (requests, units) = s.writes();
-        let (requests, units) = (requests - writes_before[i].0, units - writes_before[i].1);
+        let meters = s.meters() - meters_before[i];
+        let (requests, units) = (meters.write_requests, meters.write_units);
+        let per_grant_day = |v: f64| v / config.grants as f64 / emulated_days;
+        let own_losses: Vec<&nylas_emulator::Loss> = losses
+            .iter()
+            .filter(|l| Some(&l.destination) == s.destination.as_ref())
+            .collect();
+        let r = repairs(&own_losses, &changes, &writes, &outages);
+        let usage = usage(s, &meters, &stats);
         report.strategies.push(StrategyReport {
+            losses: LossRepair {
+                signal: r.signal_s.len(),
+                signal_p50_s: percentile(&r.signal_s, 0.50),
+                signal_p99_s: percentile(&r.signal_s, 0.99),
+                signal_max_s: r.signal_s.last().copied(),
+                silent: r.silent_s.len(),
+                silent_p50_s: percentile(&r.silent_s, 0.50),
+                silent_p99_s: percentile(&r.silent_s, 0.99),
+                silent_max_s: r.silent_s.last().copied(),
+                open: r.open,
+                slowest: r.slowest,
+            },
+            calls_by_endpoint: {
+                let mut by = s.reconciler.nylas.calls.snapshot();
+                if let Some(c) = &s.consumer {
+                    for (k, v) in c.nylas.calls.snapshot() {
+                        *by.entry(k).or_default() += v;
+                    }
+                }
+                for (k, v) in &calls_before_by_endpoint[i] {
+                    if let Some(n) = by.get_mut(k) {
+                        *n = n.saturating_sub(*v);
+                    }
+                }
+                by.retain(|_, v| *v > 0);
+                by
+            },
+            watch_calls: s.watch.as_ref().map_or(0, |w| w.nylas.calls.total()),
+            destination_status: s
+                .destination
+                .as_ref()
+                .map(|d| emulator.destination_status(d)),
+            one_item_write_units_per_grant_day: per_grant_day(meters.one_item_units as f64),
+            read_units_per_grant_day: per_grant_day(meters.read_units),
+            payload_puts: meters.payload_puts,
+            usd_per_grant_month: Bill::of(&usage)
+                .per_grant_month(config.grants as f64 * emulated_days),
             strategy: s.kind.label().to_string(),
             lag_p50_s: percentile(&lags, 0.50),
             lag_p99_s: percentile(&lags, 0.99),
@@ -751,7 +979,7 @@ async fn register_webhook(
     http: &reqwest::Client,
     r: &Resources,
     prefix: &str,
-) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, Box<dyn std::error::Error>> {
+) -> Result<(tokio::task::JoinHandle<std::io::Result<()>>, String), Box<dyn std::error::Error>> {
     let env = |secrets: &str| -> HashMap<&'static str, String> {
         HashMap::from([
             ("NOTIFICATIONS_QUEUE_URL", r.notifications_queue.clone()),
@@ -787,15 +1015,56 @@ async fn register_webhook(
         .as_str()
         .ok_or("no webhook_secret in the answer")?
         .to_string();
+    let id = created["data"]["id"]
+        .as_str()
+        .ok_or("no id in the answer")?
+        .to_string();
     answering.abort();
     let _ = answering.await;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let second = env(&secret);
     let second: HashMap<&str, &str> = second.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Ok(tokio::spawn(crate::serve_ingest(
+    let task = tokio::spawn(crate::serve_ingest(
         Arc::new(Ingest::from_env(&second).await?),
         listener,
-    )))
+    ));
+    Ok((task, id))
+}
+
+/// What a strategy used, as AWS bills it: Lambda requests and GB-seconds (the consumer's and the
+/// reconciler's time as measured here, against moto and the emulator; the ingest at 10 ms and a
+/// scheduler tick at 100 ms, at the template's memory sizes), SQS requests (a notification's
+/// send; a batch's receive and delete; a job's send, receive and delete), the objects table's
+/// read and write units and the bucket's PUTs.
+fn usage(s: &Strategy, meters: &Meters, stats: &Stats) -> Usage {
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let inv = &s.invocations;
+    let (ingest, enqueued) = s
+        .destination
+        .as_ref()
+        .and_then(|d| stats.webhooks.by_destination.get(d))
+        .map_or((0, 0), |d| (d.attempts - d.no_answers, d.delivered));
+    let (consumer, reconciler, scheduler) = (
+        load(&inv.consumer),
+        load(&inv.reconciler),
+        load(&inv.scheduler),
+    );
+    let seconds = |us: &AtomicU64| load(us) as f64 / 1e6;
+    Usage {
+        lambda_requests: ingest + consumer + reconciler + scheduler,
+        lambda_gb_seconds: 0.5 * (seconds(&inv.consumer_us) + seconds(&inv.reconciler_us))
+            + 0.25 * (ingest as f64 * 0.010 + scheduler as f64 * 0.100),
+        sqs_requests: enqueued + 2 * consumer + 3 * load(&inv.jobs),
+        dynamodb_write_units: meters.write_units as f64,
+        dynamodb_read_units: meters.read_units,
+        s3_puts: meters.payload_puts,
+        s3_gets: 0,
+    }
+}
+
+/// `fraction` of the traffic time, from its start.
+fn traffic_fraction(traffic_seconds: u64, fraction: f64) -> Duration {
+    Duration::from_secs_f64(traffic_seconds as f64 * fraction)
 }
 
 fn far() -> Instant {

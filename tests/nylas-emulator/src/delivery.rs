@@ -119,6 +119,7 @@ pub(crate) async fn run_dispatcher(shared: Arc<Shared>, mut rx: mpsc::UnboundedR
         let faults = shared.faults();
         let max_delay = faults.max_delay.as_secs_f64();
         let now = shared.clock.now();
+        lock(&shared.stats).record_change(&out.notification);
         let mut dests = lock(&shared.destinations);
         for d in dests.values_mut() {
             if !d.subscribes(&out.notification) {

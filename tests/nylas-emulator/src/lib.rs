@@ -48,7 +48,9 @@ pub use model::{
     MessageChange, MessageSpec, Participant, Truth, When, DEFAULT_TRUNCATION_THRESHOLD_BYTES,
 };
 pub use recurrence::occurrence_id;
-pub use stats::{ApiRequestCount, ApiStats, DeliveryCounts, Loss, LossReason, Stats, WebhookStats};
+pub use stats::{
+    ApiRequestCount, ApiStats, DeliveryCounts, Loss, LossReason, ObjectChange, Stats, WebhookStats,
+};
 
 use clock::Clock;
 use delivery::{Outgoing, PendingGuard};
@@ -802,6 +804,12 @@ impl Emulator {
     /// `failed` or paused), in the order they were given up.
     pub fn losses(&self) -> Vec<Loss> {
         lock(&self.shared.stats).losses.clone()
+    }
+
+    /// Every notification the model produced so far, as a state of its object (whether or not
+    /// any destination received it), in the order they were produced.
+    pub fn changes(&self) -> Vec<ObjectChange> {
+        lock(&self.shared.stats).changes.clone()
     }
 
     /// Sends a notification of any type (e.g. `message.created.cleaned`, `booking.created`) with

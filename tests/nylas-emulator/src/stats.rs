@@ -131,8 +131,49 @@ pub struct Loss {
     pub reason: LossReason,
 }
 
+/// One notification the model produced, as a state of its object: what a store holding that
+/// object as of `time` should hold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectChange {
+    pub grant_id: String,
+    /// The notification's type, e.g. `message.updated`.
+    pub kind: String,
+    pub object_id: String,
+    /// The notification's `time`.
+    pub time: i64,
+    /// The object's state after the change, as far as a sync cares: `deleted`; a message's
+    /// `unread`, `starred` and `folders`; any other object's JSON.
+    pub state: String,
+}
+
+impl ObjectChange {
+    fn of(n: &crate::model::Notification) -> Option<Self> {
+        let object_id = ["id", "message_id"]
+            .iter()
+            .find_map(|k| n.object.get(*k).and_then(serde_json::Value::as_str))?
+            .to_string();
+        let state = if n.kind.ends_with(".deleted") {
+            "deleted".to_string()
+        } else if n.kind.starts_with("message.") {
+            serde_json::json!([n.object["unread"], n.object["starred"], n.object["folders"]])
+                .to_string()
+        } else {
+            n.object.to_string()
+        };
+        Some(ObjectChange {
+            grant_id: n.grant_id.clone(),
+            kind: n.kind.clone(),
+            object_id,
+            time: n.time,
+            state,
+        })
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct StatsRecorder {
+    /// Every notification the model produced, as a state of its object, in production order.
+    pub(crate) changes: Vec<ObjectChange>,
     /// Every notification a destination never received, in the order they were given up.
     pub(crate) losses: Vec<Loss>,
     pub(crate) api: BTreeMap<(String, Option<String>, u16), u64>,
@@ -193,6 +234,13 @@ impl DeliveryCounts {
 impl StatsRecorder {
     pub(crate) fn record_api(&mut self, endpoint: String, grant: Option<String>, status: u16) {
         *self.api.entry((endpoint, grant, status)).or_default() += 1;
+    }
+
+    /// Records the state `n` carries (before any fault or destination).
+    pub(crate) fn record_change(&mut self, n: &crate::model::Notification) {
+        if let Some(c) = ObjectChange::of(n) {
+            self.changes.push(c);
+        }
     }
 
     /// Records that `n` will never reach `destination`, and why.
