@@ -225,8 +225,10 @@ struct Run {
     swept: bool,
     swept_recent: bool,
     /// Recent mail was compared in place of the listing by cursor (which still runs if the
-    /// comparison `left_unfetched` messages).
+    /// comparison `left_unfetched` messages)...
     compared_recent: bool,
+    /// ...this many days back from the run's start (the sweep does not compare them again).
+    compared_days: i64,
     /// The most messages a comparison fetches one by one (`None`: all)...
     fetch_at_most: Option<usize>,
     /// ...and whether it left some for a listing.
@@ -279,18 +281,31 @@ pub fn recent_sweep_days(
     }
 }
 
+/// How many days of mail a run may compare in place of its listing by cursor: a plain run its
+/// recent days; a catch-up the drift sweep's recent window, which it sweeps anyway (so a
+/// destination incident of minutes costs a comparison, not a listing of every message since the
+/// loss began on top of it).
+pub fn compare_window_days(kind: JobKind, recent_days: i64, settings: &ReconcileSettings) -> i64 {
+    match kind {
+        JobKind::Incremental => recent_days,
+        JobKind::CatchUp => settings.sweep_window_days.max(1),
+        JobKind::Backfill | JobKind::Purge => 0,
+    }
+}
+
 /// Whether a run compares recent mail in place of listing messages from its cursor (unless it
 /// comes on evidence of loss, or the comparison finds more than a few messages missing): a plain
-/// run (not a continuation) whose recent window, `recent_days` back from `poll_start`, reaches
-/// back past `listed_from` (the cursor less the overlap). The comparison finds everything the
-/// listing would (a message it lacks is fetched), in a listing of ids and flags only.
+/// run or a catch-up (not a continuation) whose window, `recent_days` back from `poll_start`,
+/// reaches back past `listed_from` (the cursor, or the catch-up's start, less the overlap). The
+/// comparison finds everything the listing would (a message it lacks is fetched), in a listing of
+/// ids and flags only.
 pub fn compares_instead_of_listing(
     job: &ReconcileJob,
     recent_days: i64,
     listed_from: i64,
     poll_start: i64,
 ) -> bool {
-    job.kind == JobKind::Incremental
+    matches!(job.kind, JobKind::Incremental | JobKind::CatchUp)
         && job.page_token.is_none()
         && job.poll_start.is_none()
         && recent_days > 0
@@ -694,20 +709,22 @@ impl Reconciler {
             grant.sweep_recent,
             &self.settings,
         );
+        let compare_days = compare_window_days(job.kind, recent_days, &self.settings);
         if !grant.sweep_recent
             && compares_instead_of_listing(
                 job,
-                recent_days,
+                compare_days,
                 since - self.settings.overlap_s,
                 poll_start,
             )
         {
             // More missing than a few: the listing below brings them 200 a call.
             run.fetch_at_most = Some(COMPARE_FETCH_AT_MOST);
-            for (from, to) in sweep::slices(poll_start, None, recent_days * 86_400, 0) {
+            for (from, to) in sweep::slices(poll_start, None, compare_days * 86_400, 0) {
                 self.sweep_messages(g, from, to, run).await?;
             }
             run.compared_recent = true;
+            run.compared_days = compare_days;
             run.fetch_at_most = None;
         }
         let received_after = (since - self.settings.overlap_s).to_string();
@@ -794,7 +811,9 @@ impl Reconciler {
             }
         }
         let spans = self.event_spans(grant, poll_start);
-        'calendars: for cal in &calendar_ids {
+        // A run that sweeps lists every event of the window there: no listing by change here.
+        let calendar_ids_by_change: &[String] = if sweep_due { &[] } else { &calendar_ids };
+        'calendars: for cal in calendar_ids_by_change {
             let cal_since = match job.kind {
                 JobKind::Incremental => grant
                     .events_updated_after
@@ -1055,6 +1074,9 @@ impl Reconciler {
         );
         for (i, (from, to)) in plan.into_iter().enumerate() {
             let older = i > 0;
+            if !older && run.compared_recent && run.compared_days * 86_400 >= window {
+                continue; // compared at the start of this run
+            }
             // Each finished slice is kept (its cursor stored): a sweep that meets its deadline
             // stops between slices and the next one goes on from there.
             if older
@@ -1147,6 +1169,8 @@ impl Reconciler {
                 .collect();
             self.upsert_listed(grant, items, read_began, poll_start, run)
                 .await?;
+            // The whole window listed: what changed since the cursor is in it.
+            run.events_cursors.insert(cal.clone(), poll_start);
             let prefix = format!("event#{cal}#");
             for s in self
                 .objects
@@ -1459,10 +1483,22 @@ mod tests {
             now - 60,
             now
         ));
-        for kind in [JobKind::Backfill, JobKind::CatchUp] {
-            let job = ReconcileJob::new("g", kind, Some(now - 60));
-            assert!(!compares_instead_of_listing(&job, 2, now - 60, now));
-        }
+        let backfill = ReconcileJob::new("g", JobKind::Backfill, Some(now - 60));
+        assert!(!compares_instead_of_listing(&backfill, 2, now - 60, now));
+        // A catch-up compares the sweep's recent window when that reaches back past its start.
+        let catch_up = ReconcileJob::new("g", JobKind::CatchUp, Some(now - 3 * 86_400));
+        let s = ReconcileSettings::default();
+        let days = compare_window_days(JobKind::CatchUp, 2, &s);
+        assert_eq!(days, s.sweep_window_days);
+        assert!(compares_instead_of_listing(&catch_up, days, now - 3 * 86_400, now));
+        assert!(!compares_instead_of_listing(
+            &catch_up,
+            days,
+            now - (days + 1) * 86_400,
+            now
+        ));
+        assert_eq!(compare_window_days(JobKind::Incremental, 2, &s), 2);
+        assert_eq!(compare_window_days(JobKind::Backfill, 2, &s), 0);
     }
 
     #[test]

@@ -395,6 +395,8 @@ pub struct WriteEvent {
     pub source: Source,
     pub tombstone: bool,
     pub changed_at: Option<i64>,
+    /// The state's version (ms): when what it carries was seen (`versions`).
+    pub version: Version,
     /// Unix ms, on the writer's clock.
     pub written_at: i64,
 }
@@ -659,6 +661,7 @@ impl ObjectStore {
                         source: state.source,
                         tombstone: state.is_tombstone(),
                         changed_at: state.changed_at,
+                        version: state.version,
                         written_at: now_ms,
                     });
                 }

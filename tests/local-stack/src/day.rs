@@ -37,8 +37,8 @@ pub type Window = (i64, i64);
 struct Object<'a> {
     /// (time, state), in time order.
     truth: Vec<(i64, &'a str)>,
-    /// (written at, s; the time of the state it carries, s), in write order.
-    writes: Vec<(f64, Option<i64>)>,
+    /// (written at, s; the time the state it carries was seen, s), in write order.
+    writes: Vec<(f64, i64)>,
 }
 
 impl Object<'_> {
@@ -54,7 +54,7 @@ impl Object<'_> {
             .writes
             .iter()
             .take_while(|(at, _)| *at <= t)
-            .filter_map(|(at, version)| Some(version.unwrap_or(*at as i64)))
+            .map(|(_, seen)| *seen)
             .max()?;
         self.truth_at(newest)
     }
@@ -65,7 +65,7 @@ impl Object<'_> {
 /// the state the store holds equals the truth (a write of that object at least as new, or a later
 /// change that made the stored state right again, e.g. a flag toggled back). `changes` are every
 /// state the truth went through; `writes` are one strategy's (their `written_at` on the emulated
-/// clock, in ms, and the time of the state each carries).
+/// clock, and their version: when the state each carries was seen).
 pub fn repairs(
     losses: &[&Loss],
     changes: &[ObjectChange],
@@ -93,7 +93,7 @@ pub fn repairs(
             .entry((w.grant_id.as_str(), kind, id))
             .or_default()
             .writes
-            .push((w.written_at as f64 / 1000.0, w.changed_at));
+            .push((w.written_at as f64 / 1000.0, w.version.div_euclid(1000)));
     }
     for o in objects.values_mut() {
         o.truth.sort_by_key(|(t, _)| *t);
@@ -252,13 +252,14 @@ mod tests {
         }
     }
 
-    fn write(sort_key: &str, changed_at: i64, written_at_s: i64) -> WriteEvent {
+    fn write(sort_key: &str, seen_at: i64, written_at_s: i64) -> WriteEvent {
         WriteEvent {
             grant_id: "g".into(),
             sort_key: sort_key.into(),
             source: Source::Reconcile,
             tombstone: false,
-            changed_at: Some(changed_at),
+            changed_at: None,
+            version: seen_at * 1000,
             written_at: written_at_s * 1000,
         }
     }

@@ -37,6 +37,8 @@ pub struct StrategyReport {
     pub destination_status: Option<String>,
     /// Its Nylas calls by endpoint (the watch's apart).
     pub calls_by_endpoint: std::collections::BTreeMap<String, u64>,
+    /// Reconcile jobs its reconciler ran, by kind.
+    pub jobs_by_kind: std::collections::BTreeMap<String, u64>,
     /// Write units the same writes would have cost with each state written whole in one item
     /// (the design before a message's body was stored once), per grant-day.
     pub one_item_write_units_per_grant_day: f64,

@@ -193,6 +193,8 @@ struct Invocations {
     scheduler: AtomicU64,
     /// Reconcile jobs: SendMessage, ReceiveMessage and DeleteMessage each.
     jobs: AtomicU64,
+    /// Reconcile jobs received, by kind.
+    jobs_by_kind: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Invocations {
@@ -622,7 +624,14 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
                 }
             }));
         }
-        {
+        // Lambda runs each reconcile job in an invocation of its own: the day, whose incidents
+        // send a job per grant at once, runs up to three at a time per strategy.
+        let reconcile_workers = if config.scenario == ScenarioName::Day {
+            3
+        } else {
+            1
+        };
+        for _ in 0..reconcile_workers {
             let poller = s.reconcile.clone();
             let reconciler = Arc::clone(&s.reconciler);
             let stop = Arc::clone(&stop);
@@ -636,6 +645,18 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
                             let t = Instant::now();
                             inv.jobs
                                 .fetch_add(event.records.len() as u64, Ordering::Relaxed);
+                            if let Ok(mut by) = inv.jobs_by_kind.lock() {
+                                for r in &event.records {
+                                    let job = r
+                                        .body
+                                        .as_deref()
+                                        .and_then(|b| serde_json::from_str::<ReconcileJob>(b).ok());
+                                    let kind = job.map_or("unreadable".into(), |j| {
+                                        format!("{:?}", j.kind).to_lowercase()
+                                    });
+                                    *by.entry(kind).or_default() += 1;
+                                }
+                            }
                             let response = reconciler.handle(event, far()).await;
                             Invocations::add(&inv.reconciler, &inv.reconciler_us, t);
                             response
@@ -900,6 +921,12 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
                 open: r.open,
                 slowest: r.slowest,
             },
+            jobs_by_kind: s
+                .invocations
+                .jobs_by_kind
+                .lock()
+                .map(|m| m.clone())
+                .unwrap_or_default(),
             calls_by_endpoint: {
                 let mut by = s.reconciler.nylas.calls.snapshot();
                 if let Some(c) = &s.consumer {
