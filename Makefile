@@ -9,7 +9,7 @@ LAMBDA_DIR ?= $(or $(CARGO_TARGET_DIR),target)/lambda
 .PHONY: dev demo serve test conformance check-infra build bench lint fmt deps deps-infra deps-build events clean
 
 ## make dev: the main job on a laptop. Starts moto and the Nylas emulator, runs the real functions
-## for four sync strategies on the same traffic (default scenario: outage) and prints the report
+## for four sync strategies on the same traffic (default scenario: day, about 5 minutes) and prints the report
 ## (also reports/report.html). Flags pass through: make dev ARGS='--scenario chaos --report-json out.json'
 dev: deps
 	tests/with-moto $(CARGO) run -q -p local-stack -- $(ARGS)

@@ -4,6 +4,12 @@
 /// Milliseconds since the Unix epoch.
 pub trait Clock: Send + Sync {
     fn now_ms(&self) -> i64;
+
+    /// A delay of `seconds` on this clock as SQS `DelaySeconds`, which counts real seconds: the
+    /// same on the system clock; a sped-up test clock divides.
+    fn queue_delay_s(&self, seconds: i32) -> i32 {
+        seconds
+    }
 }
 
 /// The system clock.

@@ -300,6 +300,7 @@ impl<S: NotificationSource> Consumer<S> {
                     ConsumerCounters::add(&self.counters.grants_marked_due, 1);
                     let mut job = ReconcileJob::new(g, JobKind::Incremental, None);
                     job.scheduled_at = Some(self.clock.now_ms() / 1000);
+                    job.after_loss = true;
                     if let Err(e) = self.jobs.send(&job).await {
                         tracing::warn!(grant_id = g, error = %e, "could not send the run after a redelivery; the next tick sends it");
                     }

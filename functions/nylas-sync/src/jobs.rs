@@ -39,6 +39,10 @@ pub struct ReconcileJob {
     /// Unix seconds when the scheduler sent it (scheduled runs only): see [`superseded`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_at: Option<i64>,
+    /// Sent on evidence of loss (a redelivered notification): the run sweeps the recent window,
+    /// and waits for a lease held by a run that began before the loss instead of being dropped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub after_loss: bool,
 }
 
 /// Whether a run that began after `job` was scheduled (`last_run_started`, Unix s) already did
@@ -65,6 +69,7 @@ impl ReconcileJob {
             poll_start: None,
             force_sweep: false,
             scheduled_at: None,
+            after_loss: false,
         }
     }
 }

@@ -312,12 +312,23 @@ pub fn compares_instead_of_listing(
         && listed_from >= poll_start.saturating_sub(recent_days.saturating_mul(86_400))
 }
 
-/// A continuation (a listing position or a poll start), a backfill or a catch-up that finds its
-/// active grant's lease held waits until the lease can expire; anything else is dropped.
+/// How often a run sent on evidence of loss tries again for a lease another run holds (that run
+/// may have begun before the loss, so it may not cover it; it usually ends in seconds).
+pub const AFTER_LOSS_RETRY_S: i64 = 15;
+
+/// A continuation (a listing position or a poll start) or a backfill that finds its active
+/// grant's lease held waits until the lease can expire; a run sent on evidence of loss (a
+/// redelivery, a catch-up) tries again within [`AFTER_LOSS_RETRY_S`]; anything else is dropped.
 pub fn when_lease_unavailable(job: &ReconcileJob, grant: Option<&Grant>, now_ms: i64) -> LeaseMiss {
     let Some(grant) = grant.filter(|g| g.status == GrantStatus::Active) else {
         return LeaseMiss::Drop;
     };
+    if job.after_loss || job.kind == JobKind::CatchUp {
+        let wait_s = grant
+            .lease_until
+            .map_or(1, |until| (until - now_ms).max(0) / 1000 + 1);
+        return LeaseMiss::Defer(wait_s.clamp(1, AFTER_LOSS_RETRY_S) as i32);
+    }
     let carries_work = job.page_token.is_some()
         || job.poll_start.is_some()
         || matches!(job.kind, JobKind::Backfill | JobKind::CatchUp);
@@ -510,7 +521,9 @@ impl Reconciler {
                 LeaseMiss::Defer(delay) => {
                     // A continuation or a backfill carries work no scheduled run will redo:
                     // it waits for the lease instead of being dropped.
-                    self.jobs.send_delayed(job, delay).await?;
+                    self.jobs
+                        .send_delayed(job, self.clock.queue_delay_s(delay))
+                        .await?;
                     report.outcome = RunOutcome::Deferred;
                 }
             }
@@ -703,14 +716,16 @@ impl Reconciler {
         // Messages: listed from the cursor, or, when the recent mail a plain run compares covers
         // everything since the cursor, only compared (what is missing is fetched one by one:
         // in steady state nothing, as webhooks brought it).
+        // Evidence of loss: the grant was marked (a redelivery) or the job was sent on it.
+        let on_evidence = grant.sweep_recent || job.after_loss;
         let recent_days = recent_sweep_days(
             job.kind,
             grant.messages_received_after.is_some(),
-            grant.sweep_recent,
+            on_evidence,
             &self.settings,
         );
         let compare_days = compare_window_days(job.kind, recent_days, &self.settings);
-        if !grant.sweep_recent
+        if !on_evidence
             && compares_instead_of_listing(
                 job,
                 compare_days,
@@ -915,7 +930,7 @@ impl Reconciler {
                     self.sweep_messages(g, from, to, run).await?;
                 }
             }
-            if grant.sweep_recent && job.kind == JobKind::Incremental {
+            if on_evidence && job.kind == JobKind::Incremental {
                 self.reconcile_folders(g, poll_start, run).await?;
                 run.swept_recent = true;
             }
@@ -1490,7 +1505,12 @@ mod tests {
         let s = ReconcileSettings::default();
         let days = compare_window_days(JobKind::CatchUp, 2, &s);
         assert_eq!(days, s.sweep_window_days);
-        assert!(compares_instead_of_listing(&catch_up, days, now - 3 * 86_400, now));
+        assert!(compares_instead_of_listing(
+            &catch_up,
+            days,
+            now - 3 * 86_400,
+            now
+        ));
         assert!(!compares_instead_of_listing(
             &catch_up,
             days,
@@ -1572,6 +1592,28 @@ mod tests {
         let scheduled = ReconcileJob::new("g", JobKind::Incremental, None);
         assert_eq!(
             when_lease_unavailable(&scheduled, Some(&held), 0),
+            LeaseMiss::Drop
+        );
+    }
+
+    #[test]
+    fn a_run_sent_on_evidence_of_loss_tries_again_soon_for_a_held_lease() {
+        // The run holding the lease began before the loss: it may not cover it, and it usually
+        // ends in seconds, long before its lease would expire.
+        let mut job = ReconcileJob::new("g", JobKind::Incremental, None);
+        job.after_loss = true;
+        let held = grant(GrantStatus::Active, Some(900_000));
+        assert_eq!(
+            when_lease_unavailable(&job, Some(&held), 0),
+            LeaseMiss::Defer(AFTER_LOSS_RETRY_S as i32)
+        );
+        let ending = grant(GrantStatus::Active, Some(2_500));
+        assert_eq!(
+            when_lease_unavailable(&job, Some(&ending), 0),
+            LeaseMiss::Defer(3)
+        );
+        assert_eq!(
+            when_lease_unavailable(&job, Some(&grant(GrantStatus::Deleted, Some(60_000))), 0),
             LeaseMiss::Drop
         );
     }

@@ -1375,3 +1375,82 @@ async fn listings_travel_gzip_compressed() {
     assert!(after.gzip_bytes_saved > before.gzip_bytes_saved);
     assert_eq!(p.diff_against_truth(false).await, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_redelivery_meeting_a_run_that_began_before_the_loss_waits_for_its_lease_and_repairs() {
+    // Issue 15, found by the day scenario: the run the consumer sends on a redelivery met the
+    // lease of a run that began before the loss and was dropped, so the loss waited for the
+    // grant's interval (hours) instead of minutes.
+    let p = Pipeline::start(options(60.0, no_sweep())).await;
+    let g = started(&p).await;
+    // A run is in flight: it took the lease before the loss.
+    let now_ms = p.emulator.now() * 1000;
+    p.reconciler
+        .grants
+        .acquire_lease(&g, "a-run-in-flight", now_ms, 900_000)
+        .await
+        .expect("lease")
+        .expect("free");
+    // A flag change whose notification Nylas gave up on, and one it delivered on a retry.
+    let truth = p.emulator.truth();
+    let m = truth
+        .grants
+        .iter()
+        .find(|t| t.grant_id == g)
+        .and_then(|t| t.messages.first())
+        .cloned()
+        .expect("a message");
+    let id = m["id"].as_str().expect("id");
+    let starred = m["starred"].as_bool().unwrap_or(false);
+    p.emulator.set_silent(true);
+    p.emulator.update_message(
+        &g,
+        id,
+        MessageChange {
+            starred: Some(!starred),
+            ..Default::default()
+        },
+    );
+    p.emulator.set_silent(false);
+    let other = p.emulator.create_message(&g, MessageSpec::default());
+    p.settle(SETTLE).await;
+    let mut redelivered: serde_json::Value =
+        serde_json::from_str(&notification("message.updated", p.emulator.now(), &other)).unwrap();
+    redelivered["webhook_delivery_attempt"] = 2.into();
+    let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
+    record.message_id = Some(unique("record"));
+    record.body = Some(redelivered.to_string());
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = vec![record];
+    assert!(p
+        .consumer
+        .handle(event)
+        .await
+        .batch_item_failures
+        .is_empty());
+    let sent = p.aws.drain(&p.reconcile_queue).await;
+    assert_eq!(sent.len(), 1);
+    let job: ReconcileJob = serde_json::from_str(sent[0].body().unwrap()).unwrap();
+    assert!(job.after_loss, "{job:?}");
+    // The lease is held: the job waits (sent again, delayed), it is not dropped.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let report = p.reconciler.run(&job, deadline).await.expect("run");
+    assert_eq!(report.outcome, RunOutcome::Deferred);
+    assert!(
+        !p.diff_against_truth(false).await.is_empty(),
+        "the lost change is not in the store yet"
+    );
+    // The run in flight ends; the waiting job runs and repairs the loss.
+    p.reconciler
+        .grants
+        .release_lease(&g, "a-run-in-flight", "completed")
+        .await
+        .expect("release");
+    let report = p.reconciler.run(&job, deadline).await.expect("run");
+    assert_eq!(report.outcome, RunOutcome::Completed);
+    assert!(
+        report.swept_recent,
+        "a run sent on evidence sweeps the recent window"
+    );
+    assert_eq!(p.diff_against_truth(false).await, Vec::<String>::new());
+}

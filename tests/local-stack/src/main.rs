@@ -24,7 +24,7 @@ use nylas_sync::sqs_queue::SqsNotificationSink;
 )]
 struct Args {
     /// The scenario to run.
-    #[arg(long, value_enum, default_value = "outage")]
+    #[arg(long, value_enum, default_value = "day")]
     scenario: ScenarioName,
     /// Write the report as JSON here.
     #[arg(long)]

@@ -135,6 +135,14 @@ impl Clock for EmulatorClock {
     fn now_ms(&self) -> i64 {
         self.0.now() * 1000
     }
+
+    /// SQS delays count real seconds: an emulated delay is scaled down (to the nearest second).
+    fn queue_delay_s(&self, seconds: i32) -> i32 {
+        let real = self
+            .0
+            .real_duration(Duration::from_secs(seconds.max(0) as u64));
+        real.as_secs_f64().round() as i32
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
