@@ -152,6 +152,10 @@ pub mod metric {
     ];
 }
 
+/// How long a watch's claim on the incident lasts if it never gives it up (a crashed tick):
+/// the next tick after it finishes the work.
+pub const WATCH_CLAIM_MS: i64 = 600_000;
+
 /// Reads the destination and acts on it (see the module's documentation).
 pub struct DestinationWatch {
     pub nylas: NylasClient,
@@ -202,7 +206,40 @@ impl DestinationWatch {
     }
 
     async fn check_quietly(&self, scheduler: &Scheduler) -> Result<Check, WatchError> {
-        let now = self.clock.now_ms() / 1000;
+        let (status, changed) = self.status().await?;
+        let last = self.grants.destination_incident().await?;
+        let (action, _) = assess(&status, changed, last.as_ref(), self.clock.now_ms() / 1000);
+        if !matches!(action, Action::Reactivate { .. } | Action::CatchUp { .. }) {
+            return self.act(scheduler, status, changed, last).await;
+        }
+        // Acting: one watch at a time (two schedules can fire together), and on what is true
+        // once the claim is held: another watch may just have reactivated and caught up.
+        let owner = format!("watch-{}", crate::clock::now_ms());
+        let now_ms = self.clock.now_ms();
+        if !self
+            .grants
+            .claim_destination_watch(&owner, now_ms, WATCH_CLAIM_MS)
+            .await?
+        {
+            tracing::info!(webhook_id = %self.webhook_id, "another watch is handling the destination");
+            return Ok(Check {
+                status,
+                action: Action::Nothing,
+                catch_up_jobs: 0,
+            });
+        }
+        let result = async {
+            let (status, changed) = self.status().await?;
+            let last = self.grants.destination_incident().await?;
+            self.act(scheduler, status, changed, last).await
+        }
+        .await;
+        self.grants.release_destination_watch(&owner).await?;
+        result
+    }
+
+    /// The destination's status at Nylas and when it last changed.
+    async fn status(&self) -> Result<(String, Option<i64>), WatchError> {
         let webhook = self.nylas.get_webhook(&self.webhook_id).await?;
         let status = webhook
             .get("status")
@@ -210,7 +247,18 @@ impl DestinationWatch {
             .unwrap_or_default()
             .to_string();
         let changed = webhook.get("status_updated_at").and_then(|v| v.as_i64());
-        let last = self.grants.destination_incident().await?;
+        Ok((status, changed))
+    }
+
+    /// Assesses and does what the destination's state asks.
+    async fn act(
+        &self,
+        scheduler: &Scheduler,
+        status: String,
+        changed: Option<i64>,
+        last: Option<Incident>,
+    ) -> Result<Check, WatchError> {
+        let now = self.clock.now_ms() / 1000;
         let (action, record) = assess(&status, changed, last.as_ref(), now);
         if let Some(incident) = &record {
             // Recorded before acting: a catch-up that fails half-way is sent again next tick.

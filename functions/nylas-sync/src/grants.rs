@@ -280,14 +280,59 @@ impl GrantStore {
     ) -> Result<(), StoreError> {
         let text =
             serde_json::to_string(incident).map_err(|e| StoreError::Encoding(e.to_string()))?;
+        // An update, not a put: the watch's claim on the same item stays.
         self.ddb
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .item("grant_id", AttributeValue::S(DESTINATION_ITEM.into()))
-            .item("incident", AttributeValue::S(text))
+            .key("grant_id", AttributeValue::S(DESTINATION_ITEM.into()))
+            .update_expression("SET incident = :text")
+            .expression_attribute_values(":text", AttributeValue::S(text))
             .send()
             .await
             .map_err(dynamo_err)?;
+        Ok(())
+    }
+
+    /// Claims the destination's incident handling for `owner` until `now_ms + for_ms`, unless
+    /// another watch holds an unexpired claim (the reconcile tick's watch and the destination's
+    /// own schedule can fire at the same minute). Answers whether it is `owner`'s.
+    pub async fn claim_destination_watch(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        for_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key("grant_id", AttributeValue::S(DESTINATION_ITEM.into()))
+            .update_expression("SET watch_owner = :owner, watch_until = :until")
+            .condition_expression("attribute_not_exists(watch_until) OR watch_until < :now")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.into()))
+            .expression_attribute_values(
+                ":until",
+                AttributeValue::N(now_ms.saturating_add(for_ms).to_string()),
+            )
+            .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+            .send()
+            .await;
+        Ok(unless_refused(result)?.is_some())
+    }
+
+    /// Gives the claim up, if it is still `owner`'s.
+    pub async fn release_destination_watch(&self, owner: &str) -> Result<(), StoreError> {
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key("grant_id", AttributeValue::S(DESTINATION_ITEM.into()))
+            .update_expression("REMOVE watch_owner, watch_until")
+            .condition_expression("watch_owner = :owner")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.into()))
+            .send()
+            .await;
+        unless_refused(result)?;
         Ok(())
     }
 

@@ -187,3 +187,46 @@ async fn a_failing_destination_raises_the_alarm_and_is_caught_up_once_it_recover
         .is_some());
     assert_eq!(p.diff_against_truth(false).await, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_watch_that_finds_another_handling_the_incident_leaves_it_and_the_catch_up_is_sent_once()
+{
+    // Issue 15, found by the day scenario: the reconcile tick's watch and the destination's own
+    // schedule fired together, both reactivated the destination and both caught every grant up.
+    let p = synced_pipeline(2).await;
+    assert!(p.emulator.fail_destination(&p.destination_id));
+    let now_ms = p.emulator.now() * 1000;
+    assert!(p
+        .reconciler
+        .grants
+        .claim_destination_watch("the-other-watch", now_ms, 600_000)
+        .await
+        .unwrap());
+    let check = watch(&p).check(&scheduler(&p)).await.unwrap();
+    assert_eq!((check.action, check.catch_up_jobs), (Action::Nothing, 0));
+    assert!(p.aws.drain(&p.reconcile_queue).await.is_empty());
+    assert_eq!(p.emulator.destination_status(&p.destination_id), "failed");
+
+    // The other watch is done (it did nothing here): the next one acts, once.
+    p.reconciler
+        .grants
+        .release_destination_watch("the-other-watch")
+        .await
+        .unwrap();
+    let first = watch(&p).check(&scheduler(&p)).await.unwrap();
+    assert!(
+        matches!(first.action, Action::Reactivate { .. }),
+        "{first:?}"
+    );
+    assert_eq!(first.catch_up_jobs, 2);
+    let second = watch(&p).check(&scheduler(&p)).await.unwrap();
+    assert_eq!((second.action, second.catch_up_jobs), (Action::Nothing, 0));
+    assert_eq!(p.aws.drain(&p.reconcile_queue).await.len(), 2);
+    // Its claim was given up: a later incident is handled.
+    assert!(p
+        .reconciler
+        .grants
+        .claim_destination_watch("later", now_ms, 1)
+        .await
+        .unwrap());
+}

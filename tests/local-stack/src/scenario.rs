@@ -462,6 +462,12 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
         if kind == Kind::SeedHybrid {
             env.insert("FETCH_POLICY", "always".into());
         }
+        if config.scenario == ScenarioName::Day {
+            // A lease is emulated time: 15 minutes would be 2.5 real seconds at the day's
+            // speed, less than a sweep takes on this machine. A minute of real time instead.
+            let lease_s = (60.0 * scale).round() as u64;
+            env.insert("LEASE_SECONDS", lease_s.to_string());
+        }
         if kind != Kind::Hybrid {
             // Only nylas-sync takes a redelivered notification as evidence of loss.
             env.insert("RECONCILE_ON_REDELIVERY", "false".into());
