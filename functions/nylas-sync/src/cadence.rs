@@ -1,9 +1,11 @@
 //! How often a grant is reconciled. The scheduled poll exists for what webhooks lose; a grant
 //! whose runs keep finding nothing to repair is polled less and less often (the interval doubles
 //! after each such run, up to `RECONCILE_MAX_INTERVAL_SECONDS`). Evidence of loss shortens it:
-//! - a **signal** that webhooks were lost (a notification Nylas had to deliver more than once,
-//!   so others may have failed for good; a destination incident, whose catch-up runs) brings
-//!   `RECONCILE_INTERVAL_SECONDS` back at once;
+//! - a **signal** that this grant's webhooks were lost (a notification Nylas had to deliver more
+//!   than once, so others may have failed for good) brings `RECONCILE_INTERVAL_SECONDS` back at
+//!   once. A destination incident is the application's, not the grant's: its catch-up sweeps
+//!   every grant, and the destination watch (every few minutes) sees the next one; the catch-up's
+//!   own findings set the grant's interval, like any run's;
 //! - a run that had to **repair** something halves it: a lone lost notification in hours is a
 //!   leak, not an outage, so the interval settles where about every other run finds something,
 //!   and a silent loss lasts at most the interval.
@@ -25,13 +27,13 @@ pub enum Evidence {
     None,
     /// It had to create or repair objects the webhooks should have brought.
     Repairs,
-    /// It was a catch-up after a signal of loss (redeliveries, a destination incident).
+    /// It was sent on a signal that this grant's webhooks were lost (a redelivery).
     Signal,
 }
 
 impl Evidence {
-    pub fn of_run(catch_up: bool, recovered: i64) -> Self {
-        match (catch_up, recovered > 0) {
+    pub fn of_run(after_loss: bool, recovered: i64) -> Self {
+        match (after_loss, recovered > 0) {
             (true, _) => Self::Signal,
             (false, true) => Self::Repairs,
             (false, false) => Self::None,
@@ -120,7 +122,7 @@ mod tests {
     }
 
     #[test]
-    fn a_catch_up_is_a_signal_and_a_run_that_recovered_objects_a_repair() {
+    fn a_run_sent_on_a_redelivery_is_a_signal_and_a_run_that_recovered_objects_a_repair() {
         assert_eq!(Evidence::of_run(true, 0), Evidence::Signal);
         assert_eq!(Evidence::of_run(false, 3), Evidence::Repairs);
         assert_eq!(Evidence::of_run(false, 0), Evidence::None);

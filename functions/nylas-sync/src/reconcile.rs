@@ -551,9 +551,10 @@ impl Reconciler {
         self.counters
             .recovered
             .fetch_add(run.recovered.max(0) as u64, Ordering::Relaxed);
-        // The next interval: back to the base after a signal of loss (a catch-up), shorter
-        // after a run that repaired something, longer after one that found nothing.
-        let evidence = Evidence::of_run(job.kind == JobKind::CatchUp, run.recovered);
+        // The next interval: back to the base after a signal of this grant's loss (a run sent
+        // on a redelivery), shorter after a run that repaired something (a catch-up too),
+        // longer after one that found nothing.
+        let evidence = Evidence::of_run(job.after_loss, run.recovered);
         let next_interval = self
             .settings
             .cadence

@@ -39,6 +39,10 @@ pub struct StrategyReport {
     pub calls_by_endpoint: std::collections::BTreeMap<String, u64>,
     /// Reconcile jobs its reconciler ran, by kind.
     pub jobs_by_kind: std::collections::BTreeMap<String, u64>,
+    /// Reconciler invocations and their mean real duration here (against moto, on this
+    /// machine): what a sped-up clock multiplies into emulated minutes.
+    pub reconciler_invocations: u64,
+    pub reconciler_mean_ms: f64,
     /// Write units the same writes would have cost with each state written whole in one item
     /// (the design before a message's body was stored once), per grant-day.
     pub one_item_write_units_per_grant_day: f64,

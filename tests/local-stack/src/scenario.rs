@@ -935,6 +935,11 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
                 open: r.open,
                 slowest: r.slowest,
             },
+            reconciler_invocations: s.invocations.reconciler.load(Ordering::Relaxed),
+            reconciler_mean_ms: {
+                let n = s.invocations.reconciler.load(Ordering::Relaxed).max(1);
+                s.invocations.reconciler_us.load(Ordering::Relaxed) as f64 / n as f64 / 1000.0
+            },
             jobs_by_kind: s
                 .invocations
                 .jobs_by_kind
