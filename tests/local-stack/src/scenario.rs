@@ -136,12 +136,14 @@ impl Clock for EmulatorClock {
         self.0.now() * 1000
     }
 
-    /// SQS delays count real seconds: an emulated delay is scaled down (to the nearest second).
+    /// SQS delays count real seconds: an emulated delay is scaled down, to a whole second at
+    /// least (a job waiting for a lease does not spin).
     fn queue_delay_s(&self, seconds: i32) -> i32 {
-        let real = self
-            .0
-            .real_duration(Duration::from_secs(seconds.max(0) as u64));
-        real.as_secs_f64().round() as i32
+        if seconds <= 0 {
+            return 0;
+        }
+        let real = self.0.real_duration(Duration::from_secs(seconds as u64));
+        real.as_secs_f64().ceil().max(1.0) as i32
     }
 }
 
