@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use nylas_emulator::{Loss, LossReason, ObjectChange};
-use nylas_sync::store::WriteEvent;
+use nylas_sync::store::{Source, WriteEvent};
 use serde::Serialize;
 
 /// How long the losses of one strategy's destination lasted, in emulated seconds.
@@ -37,8 +37,10 @@ pub type Window = (i64, i64);
 struct Object<'a> {
     /// (time, state), in time order.
     truth: Vec<(i64, &'a str)>,
-    /// (written at, s; the time the state it carries was seen, s), in write order.
-    writes: Vec<(f64, i64)>,
+    /// (written at, s; the span in which the state it carries was seen, s), in write order: a
+    /// notification's state is its time's; a read's is somewhere between when the read began
+    /// and the write (a listing page can arrive well after the read began).
+    writes: Vec<(f64, (i64, i64))>,
 }
 
 impl Object<'_> {
@@ -48,15 +50,27 @@ impl Object<'_> {
         i.checked_sub(1).map(|i| self.truth[i].1)
     }
 
-    /// The state the store holds at `t`: the truth as of the newest state written by then.
-    fn stored_at(&self, t: f64) -> Option<&str> {
-        let newest = self
+    /// Whether the state the store holds at `t` (the newest written by then) is the truth's at
+    /// `t`: the truth's state at some moment of the span in which that state was seen.
+    fn right_at(&self, t: f64) -> bool {
+        let truth = self.truth_at(t as i64);
+        let Some((from, to)) = self
             .writes
             .iter()
             .take_while(|(at, _)| *at <= t)
             .map(|(_, seen)| *seen)
-            .max()?;
-        self.truth_at(newest)
+            .max_by_key(|(from, _)| *from)
+        else {
+            return truth.is_none();
+        };
+        std::iter::once(from)
+            .chain(
+                self.truth
+                    .iter()
+                    .map(|(at, _)| *at)
+                    .filter(|at| *at > from && *at <= to),
+            )
+            .any(|at| self.truth_at(at) == truth)
     }
 }
 
@@ -93,7 +107,13 @@ pub fn repairs(
             .entry((w.grant_id.as_str(), kind, id))
             .or_default()
             .writes
-            .push((w.written_at as f64 / 1000.0, w.version.div_euclid(1000)));
+            .push((w.written_at as f64 / 1000.0, {
+                let seen = w.version.div_euclid(1000);
+                match w.source {
+                    Source::Webhook => (seen, seen),
+                    Source::Fetch | Source::Reconcile => (seen, w.written_at.div_euclid(1000)),
+                }
+            }));
     }
     for o in objects.values_mut() {
         o.truth.sort_by_key(|(t, _)| *t);
@@ -130,9 +150,7 @@ pub fn repairs(
                     .filter(|m| *m >= loss.time as f64)
                     .collect();
                 moments.sort_by(f64::total_cmp);
-                moments
-                    .into_iter()
-                    .find(|m| o.stored_at(*m) == o.truth_at(*m as i64))
+                moments.into_iter().find(|m| o.right_at(*m))
             });
         let repaired = right_again.map(|at| (at - from as f64).max(0.0));
         let line = |d: String| {
@@ -227,7 +245,6 @@ impl Bill {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nylas_sync::store::Source;
 
     fn loss(kind: &str, id: &str, time: i64, lost_at: i64, reason: LossReason) -> Loss {
         Loss {
@@ -274,8 +291,11 @@ mod tests {
         ];
         let writes = [
             write("message#m1", 500, 600),
-            // The state of before the loss, written after it: still wrong.
-            write("message#m1", 900, 1_100),
+            // A notification of before the loss, written after it: still wrong.
+            WriteEvent {
+                source: Source::Webhook,
+                ..write("message#m1", 900, 1_100)
+            },
             write("message#m2", 1_500, 1_200),
             write("message#m1", 1_300, 1_400),
             write("message#m1", 2_000, 2_100),
@@ -283,6 +303,23 @@ mod tests {
         let r = repairs(&[&silent], &changes, &writes, &[]);
         assert_eq!(r.silent_s, vec![400.0]);
         assert!(r.signal_s.is_empty());
+        assert_eq!(r.open, 0);
+    }
+
+    #[test]
+    fn a_listing_that_began_before_a_change_and_was_written_after_it_may_have_seen_it() {
+        // A page read during a slow listing: its state is somewhere in [read began, written].
+        let silent = loss("message.updated", "m1", 1_000, 1_000, LossReason::Dropped);
+        let changes = [
+            change("message.created", "m1", 500, "read"),
+            change("message.updated", "m1", 1_000, "unread"),
+        ];
+        let writes = [
+            write("message#m1", 500, 600),
+            write("message#m1", 990, 1_050),
+        ];
+        let r = repairs(&[&silent], &changes, &writes, &[]);
+        assert_eq!(r.silent_s, vec![50.0]);
         assert_eq!(r.open, 0);
     }
 
