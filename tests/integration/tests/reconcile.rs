@@ -1312,15 +1312,9 @@ async fn a_grant_whose_polls_find_nothing_is_polled_less_often_until_a_redeliver
     // next run sweeps the recent window and returns to the base interval.
     let m = p.emulator.create_message(&g, MessageSpec::default());
     p.settle(SETTLE).await;
-    let mut redelivered: serde_json::Value =
-        serde_json::from_str(&notification("message.updated", p.emulator.now(), &m)).unwrap();
-    redelivered["webhook_delivery_attempt"] = 2.into();
-    let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
-    record.message_id = Some(unique("record"));
-    record.body = Some(redelivered.to_string());
-    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
-    event.records = vec![record];
-    let (response, lines) = nylas_sync::metrics::capture(p.consumer.handle(event)).await;
+    let redelivered = redelivered_update(&p, &m);
+    let (response, lines) =
+        nylas_sync::metrics::capture(p.consumer.handle(batch_of(&redelivered))).await;
     assert!(response.batch_item_failures.is_empty());
     let marked: f64 = lines
         .iter()
@@ -1348,12 +1342,7 @@ async fn a_grant_whose_polls_find_nothing_is_polled_less_often_until_a_redeliver
 
     // The same notification redelivered once more (its third attempt): that run began after
     // it and listed what it could have lost, so nothing more is sent.
-    let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
-    record.message_id = Some(unique("record"));
-    record.body = Some(redelivered.to_string());
-    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
-    event.records = vec![record];
-    p.consumer.handle(event).await;
+    p.consumer.handle(batch_of(&redelivered)).await;
     assert!(p.aws.drain(&p.reconcile_queue).await.is_empty());
     assert!(grant().await.next_reconcile_at.unwrap() > 0);
 }
@@ -1414,17 +1403,10 @@ async fn a_redelivery_meeting_a_run_that_began_before_the_loss_waits_for_its_lea
     p.emulator.set_silent(false);
     let other = p.emulator.create_message(&g, MessageSpec::default());
     p.settle(SETTLE).await;
-    let mut redelivered: serde_json::Value =
-        serde_json::from_str(&notification("message.updated", p.emulator.now(), &other)).unwrap();
-    redelivered["webhook_delivery_attempt"] = 2.into();
-    let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
-    record.message_id = Some(unique("record"));
-    record.body = Some(redelivered.to_string());
-    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
-    event.records = vec![record];
+    let redelivered = redelivered_update(&p, &other);
     assert!(p
         .consumer
-        .handle(event)
+        .handle(batch_of(&redelivered))
         .await
         .batch_item_failures
         .is_empty());
@@ -1453,4 +1435,23 @@ async fn a_redelivery_meeting_a_run_that_began_before_the_loss_waits_for_its_lea
         "a run sent on evidence sweeps the recent window"
     );
     assert_eq!(p.diff_against_truth(false).await, Vec::<String>::new());
+}
+
+/// A `message.updated` of `message` as Nylas sends it on its second attempt (the first failed).
+fn redelivered_update(p: &Pipeline, message: &serde_json::Value) -> serde_json::Value {
+    let mut n: serde_json::Value =
+        serde_json::from_str(&notification("message.updated", p.emulator.now(), message))
+            .expect("a notification");
+    n["webhook_delivery_attempt"] = 2.into();
+    n
+}
+
+/// The consumer's SQS batch of one record holding `notification`.
+fn batch_of(notification: &serde_json::Value) -> aws_lambda_events::event::sqs::SqsEvent {
+    let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
+    record.message_id = Some(unique("record"));
+    record.body = Some(notification.to_string());
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = vec![record];
+    event
 }
