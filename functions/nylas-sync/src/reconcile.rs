@@ -323,21 +323,18 @@ pub fn when_lease_unavailable(job: &ReconcileJob, grant: Option<&Grant>, now_ms:
     let Some(grant) = grant.filter(|g| g.status == GrantStatus::Active) else {
         return LeaseMiss::Drop;
     };
-    if job.after_loss || job.kind == JobKind::CatchUp {
-        let wait_s = grant
-            .lease_until
-            .map_or(1, |until| (until - now_ms).max(0) / 1000 + 1);
-        return LeaseMiss::Defer(wait_s.clamp(1, AFTER_LOSS_RETRY_S) as i32);
-    }
-    let carries_work = job.page_token.is_some()
-        || job.poll_start.is_some()
-        || matches!(job.kind, JobKind::Backfill | JobKind::CatchUp);
-    if !carries_work {
-        return LeaseMiss::Drop;
-    }
+    // Seconds until the lease can expire.
     let wait_s = grant
         .lease_until
         .map_or(0, |until| (until - now_ms).max(0) / 1000 + 1);
+    if job.after_loss || job.kind == JobKind::CatchUp {
+        return LeaseMiss::Defer(wait_s.clamp(1, AFTER_LOSS_RETRY_S) as i32);
+    }
+    let carries_work =
+        job.page_token.is_some() || job.poll_start.is_some() || job.kind == JobKind::Backfill;
+    if !carries_work {
+        return LeaseMiss::Drop;
+    }
     LeaseMiss::Defer(wait_s.clamp(5, i64::from(MAX_DELAY_SECONDS)) as i32)
 }
 

@@ -4,7 +4,20 @@
 //! of it runs, expired credentials, bursts of 429), the nylas-sync hybrid's store equals the
 //! emulator's truth once traffic stops and its final reconcile ran.
 
+use local_stack::report::{Report, StrategyReport};
 use local_stack::scenario::{run, ScenarioConfig, ScenarioName};
+
+/// The nylas-sync hybrid's row, once its store is shown equal to the truth.
+fn converged(report: &Report) -> &StrategyReport {
+    let hybrid = report.hybrid().expect("hybrid row");
+    assert!(
+        report.converged(),
+        "{}\n{:?}",
+        report.table(),
+        hybrid.differences
+    );
+    hybrid
+}
 
 async fn short(scenario: ScenarioName) -> local_stack::report::Report {
     support::endpoint();
@@ -18,13 +31,7 @@ async fn short(scenario: ScenarioName) -> local_stack::report::Report {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn after_an_outage_the_hybrid_converges_and_webhooks_alone_do_not() {
     let report = short(ScenarioName::Outage).await;
-    let hybrid = report.hybrid().expect("hybrid row");
-    assert!(
-        report.converged(),
-        "{}\n{:?}",
-        report.table(),
-        hybrid.differences
-    );
+    let hybrid = converged(&report);
     assert!(
         report.webhooks_dropped > 0,
         "the outage dropped notifications:\n{}",
@@ -42,12 +49,7 @@ async fn after_an_outage_the_hybrid_converges_and_webhooks_alone_do_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn after_chaos_the_hybrid_converges() {
     let report = short(ScenarioName::Chaos).await;
-    assert!(
-        report.converged(),
-        "{}\n{:?}",
-        report.table(),
-        report.hybrid().map(|h| &h.differences)
-    );
+    converged(&report);
     assert!(report.consumer_crashes > 0, "{}", report.table());
 }
 
@@ -61,13 +63,7 @@ async fn under_slow_answers_a_big_mailbox_a_deleted_grant_expired_credentials_an
     config.events_per_minute = 1.0;
     config.big_mailbox = 600;
     let report = run(config).await.expect("scenario runs");
-    let hybrid = report.hybrid().expect("hybrid row");
-    assert!(
-        report.converged(),
-        "{}\n{:?}",
-        report.table(),
-        hybrid.differences
-    );
+    converged(&report);
     // The faults happened.
     let faults = report
         .faults
@@ -124,13 +120,7 @@ async fn over_a_day_with_drops_an_outage_and_a_failed_destination_the_hybrid_rep
     let mut config = ScenarioConfig::new(ScenarioName::Day);
     config.traffic_seconds = 60;
     let report = run(config).await.expect("scenario runs");
-    let hybrid = report.hybrid().expect("hybrid row");
-    assert!(
-        report.converged(),
-        "{}\n{:?}",
-        report.table(),
-        hybrid.differences
-    );
+    let hybrid = converged(&report);
     // Its destination went `failed` and the watch brought it back; nobody did for the others.
     assert_eq!(
         hybrid.destination_status.as_deref(),

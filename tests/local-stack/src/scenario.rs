@@ -795,10 +795,7 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
         }
         if fail_at.is_some_and(|at| traffic_start + at <= Instant::now()) {
             fail_at = None;
-            // Every destination goes `failed` at once: Nylas sends them nothing from now on.
-            for d in strategies.iter().filter_map(|s| s.destination.as_deref()) {
-                emulator.fail_destination(d);
-            }
+            fail_every_destination(&emulator, &strategies);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -807,9 +804,7 @@ pub async fn run(config: ScenarioConfig) -> Result<Report, Box<dyn std::error::E
         step.run(&emulator, &strategies, &mut observed).await?;
     }
     if fail_at.is_some() {
-        for d in strategies.iter().filter_map(|s| s.destination.as_deref()) {
-            emulator.fail_destination(d);
-        }
+        fail_every_destination(&emulator, &strategies);
     }
     emulator.pause_activity();
     emulator.set_faults(Faults::default());
@@ -1107,6 +1102,13 @@ fn usage(s: &Strategy, meters: &Meters, stats: &Stats) -> Usage {
         dynamodb_read_units: meters.read_units,
         s3_puts: meters.payload_puts,
         s3_gets: 0,
+    }
+}
+
+/// Every strategy's destination goes `failed` at once: Nylas sends them nothing from now on.
+fn fail_every_destination(emulator: &Emulator, strategies: &[Strategy]) {
+    for d in strategies.iter().filter_map(|s| s.destination.as_deref()) {
+        emulator.fail_destination(d);
     }
 }
 

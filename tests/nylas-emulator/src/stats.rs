@@ -148,10 +148,7 @@ pub struct ObjectChange {
 
 impl ObjectChange {
     fn of(n: &crate::model::Notification) -> Option<Self> {
-        let object_id = ["id", "message_id"]
-            .iter()
-            .find_map(|k| n.object.get(*k).and_then(serde_json::Value::as_str))?
-            .to_string();
+        let object_id = object_id(n)?;
         let state = if n.kind.ends_with(".deleted") {
             "deleted".to_string()
         } else if n.kind.starts_with("message.") {
@@ -168,6 +165,14 @@ impl ObjectChange {
             state,
         })
     }
+}
+
+/// The object a notification is about: `data.object.id`, or `message_id` for tracking ones.
+fn object_id(n: &crate::model::Notification) -> Option<String> {
+    ["id", "message_id"]
+        .iter()
+        .find_map(|k| n.object.get(*k).and_then(serde_json::Value::as_str))
+        .map(str::to_string)
 }
 
 #[derive(Default)]
@@ -251,10 +256,7 @@ impl StatsRecorder {
         reason: LossReason,
         now: i64,
     ) {
-        let object_id = ["id", "message_id"]
-            .iter()
-            .find_map(|k| n.object.get(*k).and_then(serde_json::Value::as_str))
-            .map(str::to_string);
+        let object_id = object_id(n);
         self.losses.push(Loss {
             destination: destination.to_string(),
             notification_id: n.id.clone(),
