@@ -480,3 +480,66 @@ async fn a_calendar_deleted_webhook_takes_the_calendars_events_with_it() {
     }
     assert_eq!(p.diff_against_truth(true).await, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_cancelled_series_takes_its_exceptions_with_it_by_webhook_and_by_reconciliation() {
+    // Found by the quarter-day scenario: a master's cancellation is notified by the master's
+    // event.updated alone; the store must drop the series' exceptions with it, whether that
+    // webhook arrives or is lost and an incremental run lists the change.
+    let p = Pipeline::start(options(1.0)).await;
+    p.register_grants().await;
+    let g = p.grant();
+    let cal = p
+        .emulator
+        .primary_calendar_id(&g)
+        .expect("primary calendar");
+    let series = |title: &str, first: i64| {
+        let master = p.emulator.create_event_spec(
+            &g,
+            &cal,
+            EventSpec {
+                title: Some(title.into()),
+                start_time: first,
+                end_time: first + 1800,
+                recurrence: Some(vec!["RRULE:FREQ=WEEKLY".into()]),
+            },
+        );
+        let master = id_of(&master);
+        let second = first + 7 * DAY;
+        let moved = p
+            .emulator
+            .move_occurrence(&g, &master, second, second + 7200, second + 9000);
+        assert!(!moved.is_null());
+        (master, id_of(&moved))
+    };
+    let now = p.emulator.now() / 3600 * 3600;
+    let heard = series("heard", now - 20 * DAY);
+    let lost = series("lost", now + 20 * DAY);
+    p.settle(SETTLE).await;
+    assert_eq!(p.diff_against_truth(true).await, Vec::<String>::new());
+    // A first run: later ones list the calendar by change.
+    run(&p, &g, JobKind::Incremental, false).await;
+    let exception = |id: &str| ObjectRef::Event {
+        calendar_id: cal.clone(),
+        id: id.to_string(),
+    };
+    p.next_second().await;
+    p.emulator.cancel_event(&g, &heard.0);
+    p.settle(SETTLE).await;
+    let stored = p.stored(&g, &exception(&heard.1)).await.expect("held");
+    assert!(
+        stored.deleted,
+        "the webhook took the exception with its master"
+    );
+    p.emulator.set_silent(true);
+    p.next_second().await;
+    p.emulator.cancel_event(&g, &lost.0);
+    p.next_second().await;
+    run(&p, &g, JobKind::Incremental, false).await;
+    let stored = p.stored(&g, &exception(&lost.1)).await.expect("held");
+    assert!(
+        stored.deleted,
+        "the incremental run listed the cancelled exception"
+    );
+    assert_eq!(p.diff_against_truth(true).await, Vec::<String>::new());
+}

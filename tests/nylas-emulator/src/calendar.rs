@@ -404,6 +404,17 @@ impl Model {
     ) -> Option<Option<Value>> {
         let g = self.grants.get_mut(grant_id)?;
         let target = g.find_event(event_id)?;
+        if target.recurrence.is_some() && change.status.as_deref() == Some("cancelled") {
+            // Cancelling a series cancels all of it: its exceptions go with the master, notified
+            // by the master's one `event.updated` (as a deleted master takes them with it).
+            for e in g.events.values_mut() {
+                if e.master_event_id.as_deref() == Some(event_id) && e.status != "cancelled" {
+                    e.status = "cancelled".into();
+                    e.updated_at = now;
+                }
+            }
+            return None;
+        }
         let master_id = target.master_event_id.clone()?;
         let start = target.original_start_time?;
         if change.status.as_deref() == Some("cancelled") {

@@ -294,6 +294,56 @@ async fn moved_cancelled_and_deleted_occurrences_show_as_nylas_shows_them() {
 }
 
 #[tokio::test]
+async fn a_cancelled_series_takes_its_exceptions_with_it() {
+    let emu = start(bare()).await;
+    let rx = Receiver::start().await;
+    emu.register_destination_direct(&rx.url, false);
+    let g = emu.grant_ids()[0].clone();
+    let cal = emu.primary_calendar_id(&g).unwrap_or_default();
+    let dtstart = T0 + 9 * 3600;
+    let mid =
+        id(&emu.create_event_spec(&g, &cal, spec(dtstart, 3600, Some(&["RRULE:FREQ=WEEKLY"]))));
+    let o1 = dtstart + WEEK;
+    let moved = id(&emu.move_occurrence(&g, &mid, o1, o1 + 7200, o1 + 10_800));
+    assert_eq!(emu.cancel_event(&g, &mid)["status"], "cancelled");
+    assert!(eventually(DEADLINE, || rx.count() == 3).await);
+    let last = rx.received()[2].json();
+    assert_eq!(
+        (last["type"].as_str(), last["data"]["object"]["id"].as_str()),
+        (Some("event.updated"), Some(mid.as_str())),
+        "one notification, the master's"
+    );
+    let get = format!("/v3/grants/{g}/events/{moved}?calendar_id={cal}");
+    assert_eq!(get_json(&emu, &get).await.1["data"]["status"], "cancelled");
+    let import = format!(
+        "/v3/grants/{g}/events/import?calendar_id={cal}&start={T0}&end={}",
+        T0 + 5 * WEEK
+    );
+    let imported = all(&emu, &import).await;
+    let exception = imported.iter().find(|e| id(e) == moved);
+    assert_eq!(
+        exception.map(|e| e["status"].clone()),
+        Some(Value::from("cancelled")),
+        "import lists the exception, cancelled"
+    );
+    let events = format!(
+        "/v3/grants/{g}/events?calendar_id={cal}&start={T0}&end={}",
+        T0 + 5 * WEEK
+    );
+    let listed = all(&emu, &events).await;
+    assert!(
+        listed.is_empty(),
+        "nothing of the series is live: {listed:?}"
+    );
+    let t = emu.truth();
+    assert!(t.grants[0]
+        .events
+        .iter()
+        .all(|e| e["status"] == "cancelled"));
+    emu.shutdown().await;
+}
+
+#[tokio::test]
 async fn import_returns_masters_exceptions_and_singles_unexpanded_in_max_results_pages() {
     let emu = start(EmulatorConfig {
         start_time: Some(T0),
