@@ -152,9 +152,11 @@ impl Scheduler {
         // it to the run at about that time.
         let due_next = now_s + i64::from(self.settings.spread_s);
         let out = self
-            .send_jobs(due_before, due_next, |g| ReconcileJob {
-                scheduled_at: Some(now_s),
-                ..ReconcileJob::new(g, JobKind::Incremental, None)
+            .send_jobs(due_before, due_next, self.settings.spread_s, |g| {
+                ReconcileJob {
+                    scheduled_at: Some(now_s),
+                    ..ReconcileJob::new(g, JobKind::Incremental, None)
+                }
             })
             .await?;
         let mut emf = crate::metrics::Emf::new("scheduler");
@@ -170,20 +172,23 @@ impl Scheduler {
     }
 
     /// A catch-up of every active grant from `since` (Unix s): what the webhooks of a
-    /// destination that stopped receiving would have delivered. Same fan-out as a tick.
+    /// destination that stopped receiving would have delivered. Same fan-out as a tick, but
+    /// sent without the tick's spread: the losses are known and every minute counts, and the
+    /// reconciler's event source (`MaximumConcurrency`) already paces a burst of jobs.
     pub async fn catch_up_all(&self, since: i64) -> Result<FanOut, ScheduleError> {
-        self.send_jobs(i64::MAX, i64::MAX, |g| {
+        self.send_jobs(i64::MAX, i64::MAX, 0, |g| {
             ReconcileJob::new(g, JobKind::CatchUp, Some(since))
         })
         .await
     }
 
     /// Sends `job(grant)` for every active grant due by `due_next` (or, never having recorded
-    /// a next run, last reconciled before `due_before`).
+    /// a next run, last reconciled before `due_before`), each delayed by a random 0..=`spread_s`.
     async fn send_jobs(
         &self,
         due_before: i64,
         due_next: i64,
+        spread_s: i32,
         job: impl Fn(String) -> ReconcileJob + Sync,
     ) -> Result<FanOut, ScheduleError> {
         let started = Instant::now();
@@ -219,8 +224,10 @@ impl Scheduler {
         // Grant ids in, batches of ten out, several in flight.
         let batches = tokio_stream_of_batches(rx)
             .map(|chunk: Vec<String>| async move {
-                let jobs: Vec<(ReconcileJob, i32)> =
-                    chunk.into_iter().map(|g| (job(g), self.jitter())).collect();
+                let jobs: Vec<(ReconcileJob, i32)> = chunk
+                    .into_iter()
+                    .map(|g| (job(g), jitter(spread_s)))
+                    .collect();
                 self.jobs.send_batch(&jobs).await.map(|_| jobs.len() as u64)
             })
             .buffer_unordered(self.settings.send_concurrency)
@@ -235,19 +242,20 @@ impl Scheduler {
         out.seconds = started.elapsed().as_secs_f64();
         Ok(out)
     }
+}
 
-    fn jitter(&self) -> i32 {
-        if self.settings.spread_s <= 0 {
-            return 0;
-        }
-        // Uniform enough for spreading load; not for anything secret.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos() as u64)
-            .unwrap_or(0);
-        let mixed = nanos.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16;
-        (mixed % (self.settings.spread_s as u64 + 1)) as i32
+/// A random delay in `0..=spread_s` seconds (0 when there is no spread).
+fn jitter(spread_s: i32) -> i32 {
+    if spread_s <= 0 {
+        return 0;
     }
+    // Uniform enough for spreading load; not for anything secret.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    let mixed = nanos.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16;
+    (mixed % (spread_s as u64 + 1)) as i32
 }
 
 /// Regroups the id lists coming from the scan segments into chunks of exactly ten (the last one
