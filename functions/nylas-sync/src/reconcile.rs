@@ -293,16 +293,6 @@ pub fn compare_window_days(kind: JobKind, recent_days: i64, settings: &Reconcile
     }
 }
 
-/// The slices of received dates a run compares, `compare_days` back from `poll_start` (at least
-/// one day): newest first, `slice_days` (a plain run's recent days) at a time, so a catch-up's
-/// week repairs the latest losses, where they are likeliest, in its first listing, not its last.
-pub fn compare_slices(poll_start: i64, compare_days: i64, slice_days: i64) -> Vec<(i64, i64)> {
-    let compare_days = compare_days.max(1);
-    let slice_days = slice_days.clamp(1, compare_days);
-    let older = ((compare_days + slice_days - 1) / slice_days - 1) as usize;
-    sweep::slices(poll_start, None, slice_days * 86_400, older)
-}
-
 /// Whether a run compares recent mail in place of listing messages from its cursor (unless it
 /// comes on evidence of loss, or the comparison finds more than a few messages missing): a plain
 /// run or a catch-up (not a continuation) whose window, `recent_days` back from `poll_start`,
@@ -743,8 +733,7 @@ impl Reconciler {
         {
             // More missing than a few: the listing below brings them 200 a call.
             run.fetch_at_most = Some(COMPARE_FETCH_AT_MOST);
-            let slices = compare_slices(poll_start, compare_days, self.settings.recent_sweep_days);
-            for (from, to) in slices {
+            for (from, to) in sweep::slices(poll_start, None, compare_days * 86_400, 0) {
                 self.sweep_messages(g, from, to, run).await?;
             }
             run.compared_recent = true;
@@ -1448,43 +1437,6 @@ fn event_item(calendar_id: &str, event: Value) -> Option<(ObjectRef, Option<Valu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_comparison_goes_newest_first_a_plain_runs_days_at_a_time_and_covers_its_window() {
-        const D: i64 = 86_400;
-        let now = 100 * D;
-        assert_eq!(compare_slices(now, 2, 2), vec![(now - 2 * D, i64::MAX)]);
-        assert_eq!(
-            compare_slices(now, 7, 2),
-            vec![
-                (now - 2 * D, i64::MAX),
-                (now - 4 * D, now - 2 * D),
-                (now - 6 * D, now - 4 * D),
-                (now - 8 * D, now - 6 * D),
-            ]
-        );
-        // No recent days set: a day at a time; nothing asked: one day.
-        assert_eq!(compare_slices(now, 3, 0).len(), 3);
-        assert_eq!(compare_slices(now, 0, 2), vec![(now - D, i64::MAX)]);
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn comparison_slices_are_contiguous_newest_first_and_cover_the_window(
-            days in 1i64..60, slice in 0i64..10,
-        ) {
-            let now = 1_800_000_000;
-            let s = compare_slices(now, days, slice);
-            proptest::prop_assert_eq!(s[0].1, i64::MAX);
-            for w in s.windows(2) {
-                proptest::prop_assert_eq!(w[1].1, w[0].0);
-                proptest::prop_assert!(w[1].0 < w[1].1);
-            }
-            let oldest = s.last().map(|x| x.0).unwrap_or(now);
-            proptest::prop_assert!(oldest <= now - days * 86_400);
-            proptest::prop_assert!(oldest > now - days * 86_400 - slice.max(1) * 86_400);
-        }
-    }
 
     #[test]
     fn every_plain_run_compares_recent_mail_and_evidence_widens_it() {
