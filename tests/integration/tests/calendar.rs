@@ -30,15 +30,34 @@ fn options(time_scale: f64) -> PipelineOptions {
     }
 }
 
+/// Creates an event (an hour long) and answers its id.
 fn event(p: &Pipeline, grant: &str, cal: &str, title: &str, start: i64) -> String {
+    created(p, grant, cal, title, start, 3600, None)
+}
+
+/// Creates a weekly series of half-hour meetings from `first` and answers its master's id.
+fn weekly(p: &Pipeline, grant: &str, cal: &str, title: &str, first: i64) -> String {
+    let rule = vec!["RRULE:FREQ=WEEKLY".to_string()];
+    created(p, grant, cal, title, first, 1800, Some(rule))
+}
+
+fn created(
+    p: &Pipeline,
+    grant: &str,
+    cal: &str,
+    title: &str,
+    start: i64,
+    len: i64,
+    recurrence: Option<Vec<String>>,
+) -> String {
     let e = p.emulator.create_event_spec(
         grant,
         cal,
         EventSpec {
             title: Some(title.into()),
             start_time: start,
-            end_time: start + 3600,
-            recurrence: None,
+            end_time: start + len,
+            recurrence,
         },
     );
     assert!(!e.is_null(), "event {title} not created");
@@ -76,17 +95,7 @@ async fn past_far_future_and_recurring_events_are_backfilled_reconciled_and_swep
     let team_event = event(&p, &g, &team, "team offsite", now + 90 * DAY);
     // A weekly series that began two months ago, with a moved and a cancelled occurrence.
     let first = (now - 60 * DAY) / 3600 * 3600;
-    let master = p.emulator.create_event_spec(
-        &g,
-        &primary,
-        EventSpec {
-            title: Some("weekly".into()),
-            start_time: first,
-            end_time: first + 1800,
-            recurrence: Some(vec!["RRULE:FREQ=WEEKLY".into()]),
-        },
-    );
-    let master = id_of(&master);
+    let master = weekly(&p, &g, &primary, "weekly", first);
     let moved = p.emulator.move_occurrence(
         &g,
         &master,
@@ -494,17 +503,7 @@ async fn a_cancelled_series_takes_its_exceptions_with_it_by_webhook_and_by_recon
         .primary_calendar_id(&g)
         .expect("primary calendar");
     let series = |title: &str, first: i64| {
-        let master = p.emulator.create_event_spec(
-            &g,
-            &cal,
-            EventSpec {
-                title: Some(title.into()),
-                start_time: first,
-                end_time: first + 1800,
-                recurrence: Some(vec!["RRULE:FREQ=WEEKLY".into()]),
-            },
-        );
-        let master = id_of(&master);
+        let master = weekly(&p, &g, &cal, title, first);
         let second = first + 7 * DAY;
         let moved = p
             .emulator

@@ -185,8 +185,18 @@ async fn recurring_masters_expand_into_occurrences_unless_expand_recurring_is_fa
     emu.shutdown().await;
 }
 
-#[tokio::test]
-async fn moved_cancelled_and_deleted_occurrences_show_as_nylas_shows_them() {
+/// A bare emulator with a receiving destination and, on its first grant's primary calendar, an
+/// hour-long weekly series starting at 09:00 on `T0`.
+struct WeeklySeries {
+    emu: Emulator,
+    rx: Receiver,
+    g: String,
+    cal: String,
+    dtstart: i64,
+    mid: String,
+}
+
+async fn weekly_series() -> WeeklySeries {
     let emu = start(bare()).await;
     let rx = Receiver::start().await;
     emu.register_destination_direct(&rx.url, false);
@@ -195,6 +205,26 @@ async fn moved_cancelled_and_deleted_occurrences_show_as_nylas_shows_them() {
     let dtstart = T0 + 9 * 3600;
     let mid =
         id(&emu.create_event_spec(&g, &cal, spec(dtstart, 3600, Some(&["RRULE:FREQ=WEEKLY"]))));
+    WeeklySeries {
+        emu,
+        rx,
+        g,
+        cal,
+        dtstart,
+        mid,
+    }
+}
+
+#[tokio::test]
+async fn moved_cancelled_and_deleted_occurrences_show_as_nylas_shows_them() {
+    let WeeklySeries {
+        emu,
+        rx,
+        g,
+        cal,
+        dtstart,
+        mid,
+    } = weekly_series().await;
     let (o1, o2, o3) = (dtstart + WEEK, dtstart + 2 * WEEK, dtstart + 3 * WEEK);
     let moved = emu.move_occurrence(&g, &mid, o1, o1 + 7200, o1 + 10_800);
     assert_eq!(id(&moved), occurrence_id(&mid, o1));
@@ -295,14 +325,14 @@ async fn moved_cancelled_and_deleted_occurrences_show_as_nylas_shows_them() {
 
 #[tokio::test]
 async fn a_cancelled_series_takes_its_exceptions_with_it() {
-    let emu = start(bare()).await;
-    let rx = Receiver::start().await;
-    emu.register_destination_direct(&rx.url, false);
-    let g = emu.grant_ids()[0].clone();
-    let cal = emu.primary_calendar_id(&g).unwrap_or_default();
-    let dtstart = T0 + 9 * 3600;
-    let mid =
-        id(&emu.create_event_spec(&g, &cal, spec(dtstart, 3600, Some(&["RRULE:FREQ=WEEKLY"]))));
+    let WeeklySeries {
+        emu,
+        rx,
+        g,
+        cal,
+        dtstart,
+        mid,
+    } = weekly_series().await;
     let o1 = dtstart + WEEK;
     let moved = id(&emu.move_occurrence(&g, &mid, o1, o1 + 7200, o1 + 10_800));
     assert_eq!(emu.cancel_event(&g, &mid)["status"], "cancelled");
