@@ -44,19 +44,117 @@ impl AwsTimeouts {
     };
 }
 
-/// Loads region, credentials and endpoint from the standard sources once.
+/// Loads region, credentials and endpoint once: from the environment alone when it holds
+/// everything the standard chain would take from it ([`env_settings`], always the case in
+/// Lambda), else through the standard chain (profiles, SSO, container and instance credentials).
 pub async fn sdk_config(timeouts: AwsTimeouts) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(sdk_http_client())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(timeouts.connect)
-                .operation_attempt_timeout(timeouts.attempt)
-                .operation_timeout(timeouts.operation)
-                .build(),
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(timeouts.connect)
+        .operation_attempt_timeout(timeouts.attempt)
+        .operation_timeout(timeouts.operation)
+        .build();
+    match env_settings(std::env::vars_os()) {
+        Some(settings) => settings_config(settings, timeouts),
+        None => {
+            aws_config::defaults(BehaviorVersion::latest())
+                .http_client(sdk_http_client())
+                .timeout_config(timeouts)
+                .load()
+                .await
+        }
+    }
+}
+
+/// What a process's environment decides of its AWS configuration, when it decides all of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvSettings {
+    pub region: String,
+    pub endpoint_url: Option<String>,
+}
+
+/// The variables whose meaning [`settings_config`] gives exactly as the standard chain does, and
+/// those Lambda sets that no AWS SDK setting reads.
+const UNDERSTOOD: &[&str] = &[
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_EXECUTION_ENV",
+    // Only switches off the instance metadata service, which this configuration never asks.
+    "AWS_EC2_METADATA_DISABLED",
+];
+const UNDERSTOOD_PREFIXES: &[&str] = &["AWS_LAMBDA_", "AWS_XRAY_"];
+
+/// Whether the environment alone settles the SDK configuration, and how: credentials in
+/// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (the standard chain's first source, so it would
+/// stop there), a region in `AWS_REGION` (else `AWS_DEFAULT_REGION`), and no other `AWS_`
+/// variable that could change a setting (a profile, a role to assume, container credentials,
+/// FIPS, per-service endpoints, retry modes, ...): those go through the standard chain, as does
+/// anything not valid Unicode. Lambda's environment passes; the chain's other sources (files in
+/// the home directory, the instance metadata service) are not consulted, as they would not be
+/// once environment credentials are found, except for settings Lambda never has.
+pub fn env_settings<I, K, V>(vars: I) -> Option<EnvSettings>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<std::ffi::OsStr>,
+    V: AsRef<std::ffi::OsStr>,
+{
+    let mut region = None;
+    let mut default_region = None;
+    let mut endpoint_url = None;
+    let (mut key, mut secret) = (false, false);
+    for (name, value) in vars {
+        let name = name.as_ref().to_str()?;
+        if !name.starts_with("AWS_") {
+            continue;
+        }
+        let understood =
+            UNDERSTOOD.contains(&name) || UNDERSTOOD_PREFIXES.iter().any(|p| name.starts_with(p));
+        if !understood {
+            return None;
+        }
+        let value = value.as_ref().to_str()?.to_string();
+        match name {
+            "AWS_REGION" => region = Some(value),
+            "AWS_DEFAULT_REGION" => default_region = Some(value),
+            "AWS_ENDPOINT_URL" => endpoint_url = Some(value),
+            "AWS_ACCESS_KEY_ID" => key = !value.is_empty(),
+            "AWS_SECRET_ACCESS_KEY" => secret = !value.is_empty(),
+            _ => {}
+        }
+    }
+    let region = region
+        .filter(|r| !r.is_empty())
+        .or(default_region.filter(|r| !r.is_empty()))?;
+    (key && secret).then(|| EnvSettings {
+        region,
+        endpoint_url: endpoint_url.filter(|u| !u.is_empty()),
+    })
+}
+
+/// The configuration the standard chain gives for `settings`, built without walking it:
+/// credentials read from the environment by the chain's own first provider, behind the same
+/// lazy identity cache; the standard retry mode and the SDK's defaults for the rest.
+pub fn settings_config(settings: EnvSettings, timeouts: TimeoutConfig) -> SdkConfig {
+    let credentials = aws_config::environment::EnvironmentVariableCredentialsProvider::new();
+    let mut config = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(aws_config::Region::new(settings.region))
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
         )
-        .load()
-        .await
+        .identity_cache(aws_config::identity::IdentityCache::lazy().build())
+        .retry_config(aws_config::retry::RetryConfig::standard())
+        .timeout_config(timeouts)
+        .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
+        .time_source(aws_smithy_async::time::SystemTimeSource::new())
+        .http_client(sdk_http_client());
+    if let Some(url) = settings.endpoint_url {
+        config = config.endpoint_url(url);
+    }
+    config.build()
 }
 
 pub fn sqs_client(sdk: &SdkConfig) -> aws_sdk_sqs::Client {
@@ -189,7 +287,119 @@ pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
 
 #[cfg(test)]
 mod tests {
-    use super::unsigned_payload_is_safe;
+    use super::*;
+
+    fn lambda_env(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut vars: Vec<(String, String)> = [
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_DEFAULT_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "ASIAEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "token"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "ingest"),
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+            ("AWS_EXECUTION_ENV", "AWS_Lambda_rust"),
+            ("AWS_XRAY_DAEMON_ADDRESS", "169.254.79.129:2000"),
+            ("_X_AMZN_TRACE_ID", "Root=1-abc"),
+            ("HOME", "/root"),
+            ("NOTIFICATIONS_QUEUE_URL", "https://sqs/q"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        vars
+    }
+
+    #[test]
+    fn lambdas_environment_settles_the_configuration() {
+        assert_eq!(
+            env_settings(lambda_env(&[])),
+            Some(EnvSettings {
+                region: "eu-west-1".into(),
+                endpoint_url: None
+            })
+        );
+        assert_eq!(
+            env_settings(lambda_env(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")])),
+            Some(EnvSettings {
+                region: "eu-west-1".into(),
+                endpoint_url: Some("http://127.0.0.1:5000".into())
+            })
+        );
+        // AWS_DEFAULT_REGION alone, as the chain reads it.
+        let only_default: Vec<_> = lambda_env(&[])
+            .into_iter()
+            .filter(|(k, _)| k != "AWS_REGION")
+            .collect();
+        assert_eq!(env_settings(only_default).unwrap().region, "eu-west-1");
+    }
+
+    #[test]
+    fn anything_else_goes_through_the_standard_chain() {
+        for extra in [
+            "AWS_PROFILE",
+            "AWS_CONFIG_FILE",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_USE_FIPS_ENDPOINT",
+            "AWS_USE_DUALSTACK_ENDPOINT",
+            "AWS_ENDPOINT_URL_SQS",
+            "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+            "AWS_MAX_ATTEMPTS",
+            "AWS_RETRY_MODE",
+            "AWS_REQUEST_CHECKSUM_CALCULATION",
+        ] {
+            assert_eq!(env_settings(lambda_env(&[(extra, "x")])), None, "{extra}");
+        }
+        for missing in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+            let vars: Vec<_> = lambda_env(&[])
+                .into_iter()
+                .filter(|(k, _)| k != missing)
+                .collect();
+            assert_eq!(env_settings(vars), None, "{missing}");
+        }
+        let no_region: Vec<_> = lambda_env(&[])
+            .into_iter()
+            .filter(|(k, _)| !k.ends_with("REGION"))
+            .collect();
+        assert_eq!(env_settings(no_region), None);
+        assert_eq!(
+            env_settings(lambda_env(&[("AWS_REGION", "")]))
+                .unwrap()
+                .region,
+            "eu-west-1"
+        );
+    }
+
+    #[test]
+    fn the_settled_configuration_is_the_chains() {
+        let config = settings_config(
+            EnvSettings {
+                region: "eu-west-1".into(),
+                endpoint_url: Some("http://127.0.0.1:5000".into()),
+            },
+            TimeoutConfig::builder()
+                .operation_timeout(Duration::from_secs(5))
+                .build(),
+        );
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert_eq!(config.endpoint_url(), Some("http://127.0.0.1:5000"));
+        assert_eq!(
+            config.retry_config(),
+            Some(&aws_config::retry::RetryConfig::standard())
+        );
+        assert_eq!(
+            config.timeout_config().and_then(|t| t.operation_timeout()),
+            Some(Duration::from_secs(5))
+        );
+        assert!(config.credentials_provider().is_some());
+        assert!(config.identity_cache().is_some());
+        assert!(config.sleep_impl().is_some());
+        assert!(config.http_client().is_some());
+        assert_eq!(config.behavior_version(), Some(BehaviorVersion::latest()));
+    }
 
     #[test]
     fn a_payload_goes_unsigned_only_over_tls_or_to_loopback() {
