@@ -1,10 +1,18 @@
-"""moto's server, with one fix so that benchmarks measure nylas-sync rather than moto.
+"""moto's server, with two fixes so that benchmarks measure nylas-sync rather than moto.
 
 moto 5's SendMessage reads the queue's ContentBasedDeduplication through `Queue.attributes`,
 which recomputes every attribute, the approximate message counts included: a walk over every
 message in the queue, for every message sent. Enqueueing n jobs then costs moto O(n^2) (at
 100,000 grants, hours). The fix reads the one attribute; behaviour is unchanged (counts are
 still computed by GetQueueAttributes). If moto's code no longer has the line, it runs as is.
+
+moto serves through werkzeug's development server, which closes the connection after every
+answer ("Connection: close": its handler cannot drain a request body before the next request
+line). AWS keeps HTTP/1.1 connections open, and an SDK client reuses them, so under werkzeug
+every AWS call of a benchmarked function also paid a TCP connect and teardown that it does not
+pay on AWS (a quarter of the ingest's CPU per 2 KiB invocation, by a perf profile). The
+benchmarks serve moto's application with waitress instead (a production WSGI server with
+keep-alive; `pip install waitress`), which answers the same requests the same way.
 
 Used by tests/bench/run through tests/with-moto (MOTO_SERVER_SCRIPT); the tests use plain moto.
 """
@@ -27,5 +35,28 @@ if SLOW in source:
 else:
     print("moto-server: moto changed; running it unpatched", file=sys.stderr)
 
+
+def serve(argv):
+    """`-H host -p port` as moto.server takes them; moto's WSGI application under waitress."""
+    import argparse
+
+    import waitress
+    from moto.server import DomainDispatcherApplication, create_backend_app
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=5000)
+    args = parser.parse_args(argv)
+    app = DomainDispatcherApplication(create_backend_app)
+    print(f"moto-server: waitress (HTTP/1.1 keep-alive) on {args.host}:{args.port}", file=sys.stderr)
+    # One request at a time per connection; threads enough for the benchmarks' concurrency.
+    waitress.serve(app, host=args.host, port=args.port, threads=16, ident="moto", _quiet=True)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        import waitress  # noqa: F401
+    except ImportError:
+        print("moto-server: waitress not installed; werkzeug closes every connection", file=sys.stderr)
+        sys.exit(main(sys.argv[1:]))
+    serve(sys.argv[1:])
