@@ -119,15 +119,15 @@ enum RequestBody {
     Text(String),
     Bytes(Vec<u8>),
     /// API Gateway's base64 encoding of the bytes the client sent.
-    Base64(String),
+    Base64(Vec<u8>),
 }
 
 impl RequestBody {
     /// The bytes as held (still encoded for `Base64`).
     fn as_bytes(&self) -> &[u8] {
         match self {
-            Self::Text(text) | Self::Base64(text) => text.as_bytes(),
-            Self::Bytes(bytes) => bytes,
+            Self::Text(text) => text.as_bytes(),
+            Self::Bytes(bytes) | Self::Base64(bytes) => bytes,
         }
     }
 }
@@ -167,7 +167,7 @@ impl<S: NotificationSink> Ingest<S> {
         let body = match event.body.take() {
             None => RequestBody::Bytes(Vec::new()),
             Some(encoded) if event.is_base64_encoded => RequestBody::Base64(encoded),
-            Some(text) => RequestBody::Text(text),
+            Some(bytes) => RequestBody::Bytes(bytes),
         };
         let req = IngestRequest {
             method: event.method().unwrap_or(""),
@@ -265,7 +265,7 @@ impl<S: NotificationSink> Ingest<S> {
                 {
                     return too_large();
                 }
-                match base64::engine::general_purpose::STANDARD.decode(encoded.as_bytes()) {
+                match base64::engine::general_purpose::STANDARD.decode(&encoded) {
                     Ok(bytes) => RequestBody::Bytes(bytes),
                     Err(_) => {
                         return Outcome::refused(
@@ -339,8 +339,9 @@ impl<S: NotificationSink> Ingest<S> {
                 }
             }
             (false, RequestBody::Text(text)) => Ok(text),
-            (false, RequestBody::Bytes(bytes)) => String::from_utf8(bytes),
-            (false, RequestBody::Base64(text)) => Ok(text),
+            (false, RequestBody::Bytes(bytes) | RequestBody::Base64(bytes)) => {
+                String::from_utf8(bytes)
+            }
         };
         // Signed is never refused for its content (a refusal is retried by Nylas, then dropped
         // for good): a body without readable routing is queued under a digest of its bytes and

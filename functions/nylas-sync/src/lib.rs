@@ -34,6 +34,7 @@ pub mod consumer;
 pub mod destination;
 pub mod ingest;
 pub mod proxy_event;
+pub mod raw_event;
 pub mod reconcile;
 pub mod scheduler;
 

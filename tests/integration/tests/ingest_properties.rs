@@ -3,8 +3,10 @@
 //! thousands of cases run in seconds; the SQS adapter itself is tested against moto in ingest.rs.
 //!
 //! The second half works at the Lambda Runtime API boundary: arbitrary API Gateway events as
-//! JSON bytes, read as the ingest binary reads them (`ProxyEvent`, what `lambda_runtime`
-//! deserialises) and handed to the binary's entry point, `Ingest::handle_event`.
+//! JSON bytes, read as the ingest binary reads them (`ProxyEvent::read` over the bytes the
+//! Runtime API sent) and handed to the binary's entry point, `Ingest::handle_event`; the reader
+//! agrees with `ProxyEvent`'s serde implementation on every one. (`functions/ingest/tests`
+//! runs the binary itself under a Runtime API stand-in.)
 
 use std::sync::Mutex;
 
@@ -159,14 +161,15 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 // At the Runtime API boundary.
 
-/// What `lambda_runtime` does with the invocation's bytes, then the binary's handler. The
-/// deserialisation is the only step that could fail the invocation, so it must not.
+/// What the binary does with the invocation's bytes: its reader, then its handler. The reader
+/// never fails; on a JSON document it reads what serde_json reads.
 fn invoke(ingest: &Ingest<Recorder>, event: &[u8]) -> ProxyResponse {
-    let event: ProxyEvent = match serde_json::from_slice(event) {
-        Ok(event) => event,
-        Err(e) => panic!("the event reader failed on a JSON document (an invocation error): {e}"),
-    };
-    runtime().block_on(ingest.handle_event(event))
+    let read = ProxyEvent::read(event);
+    match serde_json::from_slice::<ProxyEvent>(event) {
+        Ok(by_serde) => assert_eq!(read, by_serde, "the two readers disagree"),
+        Err(e) => panic!("a generated event is not JSON: {e}"),
+    }
+    runtime().block_on(ingest.handle_event(read))
 }
 
 fn invoke_value(ingest: &Ingest<Recorder>, event: &Value) -> ProxyResponse {
