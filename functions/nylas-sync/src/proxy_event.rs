@@ -395,6 +395,9 @@ impl Fields for ProxyEvent {
     }
 }
 
+/// The event as serde reads it from any deserializer: the reference [`ProxyEvent::read`] is held
+/// to (the property tests check that both read the same from every generated event). The binary
+/// uses `read`, which decodes the body in one pass; the field names and their readers are shared.
 impl<'de> Deserialize<'de> for ProxyEvent {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Lenient::<ProxyEvent>::deserialize(d).map(|l| l.0)
