@@ -14,11 +14,18 @@ pay on AWS (a quarter of the ingest's CPU per 2 KiB invocation, by a perf profil
 benchmarks serve moto's application with waitress instead (a production WSGI server with
 keep-alive; `pip install waitress`), which answers the same requests the same way.
 
+The server also keeps the total time moto's application has spent serving requests (wall time
+from the request handed to it to its answer's last byte), read at `GET /__bench/service-time`
+(nanoseconds): a benchmark that times a function end to end can take out the time spent inside
+moto, which is AWS's time in production, not the function's.
+
 Used by tests/bench/run through tests/with-moto (MOTO_SERVER_SCRIPT); the tests use plain moto.
 """
 import inspect
 import sys
 import textwrap
+import threading
+import time
 
 from moto.server import main
 from moto.sqs import models
@@ -36,6 +43,32 @@ else:
     print("moto-server: moto changed; running it unpatched", file=sys.stderr)
 
 
+SERVICE_TIME_PATH = "/__bench/service-time"
+
+
+class ServiceTime:
+    """WSGI middleware: the total wall time `app` spends on requests, served at SERVICE_TIME_PATH."""
+
+    def __init__(self, app):
+        self.app = app
+        self.lock = threading.Lock()
+        self.total_ns = 0
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") == SERVICE_TIME_PATH:
+            with self.lock:
+                body = str(self.total_ns).encode()
+            start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+            return [body]
+        started = time.perf_counter_ns()
+        try:
+            # Drained here, so the time includes producing the whole answer.
+            return [b"".join(self.app(environ, start_response))]
+        finally:
+            with self.lock:
+                self.total_ns += time.perf_counter_ns() - started
+
+
 def serve(argv):
     """`-H host -p port` as moto.server takes them; moto's WSGI application under waitress."""
     import argparse
@@ -47,7 +80,7 @@ def serve(argv):
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=5000)
     args = parser.parse_args(argv)
-    app = DomainDispatcherApplication(create_backend_app)
+    app = ServiceTime(DomainDispatcherApplication(create_backend_app))
     print(f"moto-server: waitress (HTTP/1.1 keep-alive) on {args.host}:{args.port}", file=sys.stderr)
     # One request at a time per connection; threads enough for the benchmarks' concurrency.
     waitress.serve(app, host=args.host, port=args.port, threads=16, ident="moto", _quiet=True)
