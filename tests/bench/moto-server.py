@@ -6,6 +6,12 @@ message in the queue, for every message sent. Enqueueing n jobs then costs moto 
 100,000 grants, hours). The fix reads the one attribute; behaviour is unchanged (counts are
 still computed by GetQueueAttributes). If moto's code no longer has the line, it runs as is.
 
+ReceiveMessage has the same defect twice over: for each message it returns it checks the
+message's retention through `get_queue_attributes`, which computes every attribute of the queue
+(twice). Draining a queue of 2,400 messages ten at a time then took over a second per call,
+long enough that messages taken at the start became visible again (300 s) before the end: the
+hostile benchmark's drain never finished. The fix reads the queue's retention period directly.
+
 moto serves through werkzeug's development server, which closes the connection after every
 answer ("Connection: close": its handler cannot drain a request body before the next request
 line). AWS keeps HTTP/1.1 connections open, and an SDK client reuses them, so under werkzeug
@@ -41,6 +47,19 @@ if SLOW in source:
     print("moto-server: SendMessage reads ContentBasedDeduplication directly", file=sys.stderr)
 else:
     print("moto-server: moto changed; running it unpatched", file=sys.stderr)
+
+RETENTION = 'retention_period = self.get_queue_attributes(\n            queue_name, ["MessageRetentionPeriod"]\n        )["MessageRetentionPeriod"]'
+source = textwrap.dedent(inspect.getsource(models.SQSBackend.is_message_valid_based_on_retention_period))
+if " ".join(RETENTION.split()) in " ".join(source.split()):
+
+    def is_message_valid_based_on_retention_period(self, queue_name, message):
+        retention_period = int(self.get_queue(queue_name).message_retention_period)
+        return retention_period + message.sent_timestamp / 1000 > models.unix_time()
+
+    models.SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period
+    print("moto-server: ReceiveMessage reads MessageRetentionPeriod directly", file=sys.stderr)
+else:
+    print("moto-server: moto's retention check changed; running it unpatched", file=sys.stderr)
 
 
 SERVICE_TIME_PATH = "/__bench/service-time"
