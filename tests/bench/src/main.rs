@@ -1009,22 +1009,15 @@ fn apigw_event(method: &str, body: &str, signature: &str, request_id: &str) -> V
     .unwrap_or_default()
 }
 
-/// One SHA-256 pass over `bytes`: median over rounds of this thread's CPU time, in ns.
-/// One SHA-256 pass over `bytes`, in thread CPU ns: the median of `rounds` rounds of about
-/// 8 MiB of passes each.
-fn sha256_pass_ns(bytes: &[u8], rounds: usize) -> f64 {
+/// One SHA-256 pass over `bytes`, in this thread's CPU ns: the mean of about 8 MiB of passes
+/// (the invocation step takes one such figure per round and the median over its rounds).
+fn sha256_pass_ns(bytes: &[u8]) -> f64 {
     let passes = (8 << 20) / bytes.len().max(1) + 1;
-    let mut rounds: Vec<f64> = (0..rounds.max(1))
-        .map(|_| {
-            let t = procfs::thread_cpu();
-            for _ in 0..passes {
-                std::hint::black_box(Sha256::digest(std::hint::black_box(bytes)));
-            }
-            (procfs::thread_cpu() - t).as_nanos() as f64 / passes as f64
-        })
-        .collect();
-    rounds.sort_by(f64::total_cmp);
-    percentile(&rounds, 0.5)
+    let t = procfs::thread_cpu();
+    for _ in 0..passes {
+        std::hint::black_box(Sha256::digest(std::hint::black_box(bytes)));
+    }
+    (procfs::thread_cpu() - t).as_nanos() as f64 / passes as f64
 }
 
 fn ingest_env_for(api: &RuntimeApi, queue: &str, bucket: &str) -> Vec<(String, String)> {
@@ -1228,7 +1221,7 @@ async fn invocation(
             } else {
                 &mut sha_large
             };
-            sha.push(sha256_pass_ns(bytes.as_bytes(), 1));
+            sha.push(sha256_pass_ns(bytes.as_bytes()));
         }
     }
     drop(processes);
