@@ -80,10 +80,14 @@ class ServiceTime:
             start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
             return [body]
         started = time.perf_counter_ns()
+        answer = None
         try:
             # Drained here, so the time includes producing the whole answer.
-            return [b"".join(self.app(environ, start_response))]
+            answer = self.app(environ, start_response)
+            return [b"".join(answer)]
         finally:
+            if hasattr(answer, "close"):  # WSGI: the server must close what the app returned
+                answer.close()
             with self.lock:
                 self.total_ns += time.perf_counter_ns() - started
 
