@@ -318,7 +318,7 @@ impl<S: NotificationSink> Ingest<S> {
         let text = match (gzip, body) {
             (true, body) => {
                 match gunzip_bounded(body.as_bytes(), self.limits.max_decompressed_bytes) {
-                    Ok(bytes) => String::from_utf8(bytes),
+                    Ok(bytes) => text_of(bytes),
                     Err(GunzipError::TooLarge) => {
                         return Outcome::refused(
                             StatusCode::PAYLOAD_TOO_LARGE,
@@ -338,15 +338,12 @@ impl<S: NotificationSink> Ingest<S> {
                     }
                 }
             }
-            (false, RequestBody::Text(text)) => Ok(text),
-            (false, RequestBody::Bytes(bytes) | RequestBody::Base64(bytes)) => {
-                String::from_utf8(bytes)
-            }
+            (false, RequestBody::Text(text)) => text,
+            (false, RequestBody::Bytes(bytes) | RequestBody::Base64(bytes)) => text_of(bytes),
         };
         // Signed is never refused for its content (a refusal is retried by Nylas, then dropped
         // for good): a body without readable routing is queued under a digest of its bytes and
         // parked by the consumer, where it is visible.
-        let text = text.unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         let routing = match parse_routing(text.as_bytes()) {
             Ok(r) => r.into_owned(),
             Err(e) => {
@@ -376,6 +373,17 @@ impl<S: NotificationSink> Ingest<S> {
                 "notification not stored; retry",
             ),
         }
+    }
+}
+
+/// The bytes as text: as they are when they are UTF-8 (checked with SIMD: up to 1 MB per
+/// notification), else with each invalid sequence replaced by U+FFFD.
+fn text_of(bytes: Vec<u8>) -> String {
+    if simdutf8::basic::from_utf8(&bytes).is_ok() {
+        // SAFETY: simdutf8 has just checked that the bytes are UTF-8.
+        unsafe { String::from_utf8_unchecked(bytes) }
+    } else {
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 }
 

@@ -44,6 +44,7 @@ pub mod contract;
 pub mod event_window;
 pub mod intent;
 pub mod jobs;
+pub mod json_scan;
 pub mod notification;
 pub mod signature;
 pub mod sweep;

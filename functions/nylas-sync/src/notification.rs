@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+mod read;
 
 /// Longest notification id, grant id or object id accepted (Nylas ids are far shorter).
 const MAX_ID_LEN: usize = 256;
@@ -107,39 +107,18 @@ pub enum ParseError {
     InvalidField(&'static str),
 }
 
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow)]
-    id: Option<Cow<'a, str>>,
-    #[serde(rename = "type", borrow)]
-    trigger: Option<Cow<'a, str>>,
-    time: Option<i64>,
-    #[serde(borrow)]
-    data: Option<Data<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Data<'a> {
-    #[serde(borrow)]
-    grant_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    object: Option<ObjectRef<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ObjectRef<'a> {
-    #[serde(borrow)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    grant_id: Option<Cow<'a, str>>,
-}
-
 /// Reads the routing fields of a notification. Fields the router does not need (the message
-/// body above all) are skipped by the parser without being copied or built into values; the
-/// JSON is still checked to be well-formed end to end, and a repeated routing key is refused.
+/// body above all) are skipped without being copied or built into values, 64 bytes at a time
+/// ([`crate::json_scan`]); the JSON is still checked to be well-formed end to end, and a
+/// repeated routing key is refused. It accepts and refuses what serde_json reading the same
+/// fields as `Option`s would ([`read`]; a test holds it to that).
 pub fn parse_routing(body: &[u8]) -> Result<Routing<'_>, ParseError> {
-    let env: Envelope<'_> = serde_json::from_slice(body)
-        .map_err(|e| ParseError::InvalidJson(crate::json_error_summary(&e)))?;
+    let env = read::envelope(body).map_err(|e| ParseError::InvalidJson(e.to_string()))?;
+    routing_of(env)
+}
+
+/// The routing of a notification's fields, checked.
+fn routing_of(env: read::Envelope<'_>) -> Result<Routing<'_>, ParseError> {
     let id = env.id.ok_or(ParseError::MissingField("id"))?;
     let trigger = env.trigger.ok_or(ParseError::MissingField("type"))?;
     let time = env.time.ok_or(ParseError::MissingField("time"))?;
@@ -156,11 +135,11 @@ pub fn parse_routing(body: &[u8]) -> Result<Routing<'_>, ParseError> {
         return Err(ParseError::InvalidField("time"));
     }
     let (data_grant, object) = match env.data {
-        Some(Data { grant_id, object }) => (grant_id, object),
+        Some(read::Data { grant_id, object }) => (grant_id, object),
         None => (None, None),
     };
     let (object_id, object_grant) = match object {
-        Some(ObjectRef { id, grant_id }) => (id, grant_id),
+        Some(read::ObjectRef { id, grant_id }) => (id, grant_id),
         None => (None, None),
     };
     // grant_id lives at data.object.grant_id, except for send and deliverability triggers
@@ -321,6 +300,178 @@ mod tests {
         let body = br#"{"id":"n","type":"message.deleted","time":1,"data":{"object":{"id":"m\n","grant_id":"a b"}}}"#;
         let r = parse_routing(body).unwrap();
         assert_eq!((r.grant_id, r.object_id), (None, None));
+    }
+
+    /// The reader this module had before `read`: serde_json into `Option`s of derived structs.
+    /// `read` must accept and refuse what it does, and read the same fields.
+    mod serde_reader {
+        use super::super::read;
+        use serde::Deserialize;
+        use std::borrow::Cow;
+
+        #[derive(Deserialize)]
+        struct Envelope<'a> {
+            #[serde(borrow)]
+            id: Option<Cow<'a, str>>,
+            #[serde(rename = "type", borrow)]
+            trigger: Option<Cow<'a, str>>,
+            time: Option<i64>,
+            #[serde(borrow)]
+            data: Option<Data<'a>>,
+        }
+
+        #[derive(Deserialize)]
+        struct Data<'a> {
+            #[serde(borrow)]
+            grant_id: Option<Cow<'a, str>>,
+            #[serde(borrow)]
+            object: Option<ObjectRef<'a>>,
+        }
+
+        #[derive(Deserialize)]
+        struct ObjectRef<'a> {
+            #[serde(borrow)]
+            id: Option<Cow<'a, str>>,
+            #[serde(borrow)]
+            grant_id: Option<Cow<'a, str>>,
+        }
+
+        pub fn envelope(body: &[u8]) -> Option<read::Envelope<'_>> {
+            let e: Envelope<'_> = serde_json::from_slice(body).ok()?;
+            Some(read::Envelope {
+                id: e.id,
+                trigger: e.trigger,
+                time: e.time,
+                data: e.data.map(|d| read::Data {
+                    grant_id: d.grant_id,
+                    object: d.object.map(|o| read::ObjectRef {
+                        id: o.id,
+                        grant_id: o.grant_id,
+                    }),
+                }),
+            })
+        }
+    }
+
+    /// A JSON value as text, leaning towards the shapes and edge cases routing meets: the
+    /// routing keys (also escaped and repeated), structs as arrays, numbers serde_json reads as
+    /// floats, strings with every kind of escape, raw control characters and lone surrogates.
+    fn json_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just("null".to_string()),
+            Just("true".to_string()),
+            Just("false".to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            prop::sample::select(vec![
+                "0",
+                "-0",
+                "1.5",
+                "1e3",
+                "-1",
+                "00",
+                "1.",
+                "-",
+                "9223372036854775808",
+                "-9223372036854775808",
+                "-9223372036854775809",
+                "18446744073709551616",
+                "2E-2",
+            ])
+            .prop_map(str::to_string),
+            prop::sample::select(vec![
+                r#""g-1""#,
+                r#""""#,
+                r#""a\"b""#,
+                r#""\u0041""#,
+                r#""\ud800""#,
+                r#""\ud83d\ude00""#,
+                r#""\x""#,
+                "\"tab\there\"",
+                "\"\u{e9}\"",
+                r#""\/\n""#,
+                r#""message.created""#,
+            ])
+            .prop_map(str::to_string),
+            "[a-z0-9 <>/]{0,90}".prop_map(|s| format!("\"{s}\"")),
+        ];
+        let key = prop::sample::select(vec![
+            "id", "type", "time", "data", "grant_id", "object", "body", r"\u0069d", "x",
+        ]);
+        leaf.prop_recursive(4, 40, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                prop::collection::vec((key.clone(), inner), 0..6).prop_map(|v| {
+                    let fields: Vec<String> = v
+                        .into_iter()
+                        .map(|(k, v)| format!("\"{k}\": {v}"))
+                        .collect();
+                    format!("{{{}}}", fields.join(", "))
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Any document, and any document with one byte changed, removed or added: the routing
+        /// read is serde_json's (the same fields, or both refuse it as JSON).
+        #[test]
+        fn routing_is_read_as_serde_json_reads_it(
+            doc in json_text(),
+            edit in proptest::option::of((
+                0usize..1000,
+                0u8..3,
+                proptest::sample::select(b"{}[],:\"\\ 0-enu".to_vec()),
+            )),
+        ) {
+            let mut bytes = doc.into_bytes();
+            if let Some((at, how, byte)) = edit {
+                let at = at % (bytes.len() + 1);
+                match how {
+                    0 if at < bytes.len() => bytes[at] = byte,
+                    1 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.insert(at, byte),
+                }
+            }
+            let ours = read::envelope(&bytes).ok().map(routing_of);
+            let theirs = serde_reader::envelope(&bytes).map(routing_of);
+            proptest::prop_assert_eq!(ours, theirs, "{}", String::from_utf8_lossy(&bytes));
+        }
+    }
+
+    #[test]
+    fn routing_is_read_as_serde_json_reads_it_in_these_cases() {
+        for doc in [
+            r#"["n", "grant.expired", 1, [null, ["m", "g"]]]"#,
+            r#"["n", "grant.expired", 1]"#,
+            r#"["n", "grant.expired", 1, null, 2]"#,
+            r#"{"id":"n","type":"grant.expired","time":-0}"#,
+            r#"{"id":"n","type":"grant.expired","time":-9223372036854775808}"#,
+            r#"{"id":"n","type":"grant.expired","time":9223372036854775808}"#,
+            r#"{"\u0069d":"n","type":"grant.expired","time":1}"#,
+            r#"{"id":"n","type":"grant.expired","time":1,"x":{"y":[1,{"z":"\ud800"}]}}"#,
+            r#"{"id":"n\ud800","type":"grant.expired","time":1}"#,
+            "{\"id\":\"n\",\"type\":\"grant.expired\",\"time\":1,\"x\":\"a\u{1}b\"}",
+            r#"{"id":"n","type":"grant.expired","time":1,"x":[1,]}"#,
+            r#"{"id":"n","type":"grant.expired","time":1,}"#,
+            r#"  {"id":"n","type":"grant.expired","time":1}  "#,
+        ] {
+            let ours = read::envelope(doc.as_bytes()).ok().map(routing_of);
+            let theirs = serde_reader::envelope(doc.as_bytes()).map(routing_of);
+            assert_eq!(ours, theirs, "{doc}");
+        }
+        // Skipped values nest to any depth (serde_json skips them without a limit too).
+        let deep = format!(
+            r#"{{"id":"n","type":"grant.expired","time":1,"x":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert!(parse_routing(deep.as_bytes()).is_ok());
     }
 
     #[test]

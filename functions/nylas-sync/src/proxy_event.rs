@@ -17,6 +17,8 @@ use std::marker::PhantomData;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use crate::json_scan::decode_string;
+
 /// What the ingest reads of one API Gateway event.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ProxyEvent {
@@ -434,7 +436,7 @@ impl ProxyEvent {
             Some(5) => value(event, at, |v: Lenient<HeaderPick>| self.headers = v.0),
             Some(6) => value(event, at, |v: Lenient<HeaderPick>| self.multi_headers = v.0),
             Some(7) if event.get(at) == Some(&b'"') => {
-                let (body, end) = json_string(event, at + 1, event.len() - at)?;
+                let (body, end) = decode_string(event, at + 1, event.len() - at)?;
                 self.body = Some(body);
                 Some(end)
             }
@@ -447,7 +449,7 @@ impl ProxyEvent {
     }
 }
 
-/// The top-level object walked by hand (keys and the body decoded by [`json_string`]), each other
+/// The top-level object walked by hand (keys and the body decoded by [`decode_string`]), each other
 /// value read by serde_json from where it starts.
 fn read_object(event: &[u8]) -> Option<ProxyEvent> {
     let mut read = ProxyEvent {
@@ -466,7 +468,7 @@ fn read_object(event: &[u8]) -> Option<ProxyEvent> {
         if event.get(at) != Some(&b'"') {
             return None;
         }
-        let (key, end) = json_string(event, at + 1, 32)?;
+        let (key, end) = decode_string(event, at + 1, 32)?;
         at = skip_whitespace(event, end);
         if event.get(at) != Some(&b':') {
             return None;
@@ -502,164 +504,6 @@ fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
 
 fn ends_here(bytes: &[u8], at: usize) -> bool {
     skip_whitespace(bytes, at) == bytes.len()
-}
-
-/// Decodes the JSON string whose text starts at `bytes[start]` (just after its opening quote):
-/// its bytes, and where it ends (just after its closing quote). Escapes are checked as JSON
-/// defines them (`\uXXXX` surrogates in pairs); `None` for anything else or no closing quote.
-/// The text's UTF-8 is the caller's to check. `capacity` is where the output buffer starts (the
-/// string's length when it is known to be large).
-///
-/// Sixteen bytes at a time: each block is copied to the output whole and the output advances past
-/// the bytes before the first `"` or `\` in it ([`first_special`]: SSE2 on x86_64, NEON on
-/// aarch64), then that byte is handled and the next block starts just after it. An API Gateway
-/// event's body holds an escape every fifteen bytes or so (every `"` of the notification is `\"`,
-/// every `\u003c` of its HTML is `\\u003c`): one step per escape, each a block load, a compare
-/// and a table lookup, instead of the eight-byte loop's exit and re-entry at every escape.
-pub fn json_string(bytes: &[u8], start: usize, capacity: usize) -> Option<(Vec<u8>, usize)> {
-    let mut out = vec![0u8; capacity.max(BLOCK + 4)];
-    let mut o = 0;
-    let mut at = start;
-    loop {
-        // Room for a whole block, and for one escape's output (at most 4 bytes) after up to
-        // fifteen of the block's bytes.
-        if out.len() < o + BLOCK + 4 {
-            out.resize((o + BLOCK + 4).max(out.len() * 2), 0);
-        }
-        if let Some(block) = bytes.get(at..at + BLOCK) {
-            let block: &[u8; BLOCK] = block.try_into().ok()?;
-            out[o..o + BLOCK].copy_from_slice(block);
-            let k = first_special(block);
-            at += k;
-            o += k;
-            if k == BLOCK {
-                continue;
-            }
-        }
-        // `bytes[at]` is a quote or a backslash, or fewer than a block's bytes are left.
-        match *bytes.get(at)? {
-            b'"' => {
-                out.truncate(o);
-                return Some((out, at + 1));
-            }
-            b'\\' => {}
-            byte => {
-                out[o] = byte;
-                o += 1;
-                at += 1;
-                continue;
-            }
-        }
-        let escaped = *bytes.get(at + 1)?;
-        at += 2;
-        let decoded = SIMPLE_ESCAPES[usize::from(escaped)];
-        if decoded != 0 {
-            out[o] = decoded;
-            o += 1;
-        } else if escaped == b'u' {
-            let (c, end) = unicode_escape(bytes, at)?;
-            at = end;
-            o += c.encode_utf8(&mut out[o..o + 4]).len();
-        } else {
-            return None;
-        }
-    }
-}
-
-/// The bytes [`json_string`] examines at once.
-const BLOCK: usize = 16;
-
-/// What each two-character escape `\x` stands for, by `x` (0: not one of them).
-const SIMPLE_ESCAPES: [u8; 256] = {
-    let mut t = [0u8; 256];
-    t[b'"' as usize] = b'"';
-    t[b'\\' as usize] = b'\\';
-    t[b'/' as usize] = b'/';
-    t[b'b' as usize] = 0x08;
-    t[b'f' as usize] = 0x0c;
-    t[b'n' as usize] = b'\n';
-    t[b'r' as usize] = b'\r';
-    t[b't' as usize] = b'\t';
-    t
-};
-
-/// The index of the first `"` or `\` in `block`, or [`BLOCK`] if there is none.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn first_special(block: &[u8; BLOCK]) -> usize {
-    use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-    };
-    // SAFETY: SSE2 is part of every x86_64 target; the unaligned load reads exactly the 16 bytes
-    // of `block`.
-    let mask = unsafe {
-        let v = _mm_loadu_si128(block.as_ptr().cast());
-        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-        _mm_movemask_epi8(_mm_or_si128(quote, backslash)) as u32
-    };
-    (mask | 1 << BLOCK).trailing_zeros() as usize
-}
-
-/// The index of the first `"` or `\` in `block`, or [`BLOCK`] if there is none.
-#[cfg(target_arch = "aarch64")]
-#[inline(always)]
-fn first_special(block: &[u8; BLOCK]) -> usize {
-    use std::arch::aarch64::{
-        vceqq_u8, vdupq_n_u8, vget_lane_u64, vld1q_u8, vorrq_u8, vreinterpret_u64_u8,
-        vreinterpretq_u16_u8, vshrn_n_u16,
-    };
-    // SAFETY: NEON is part of every aarch64 target; the load reads exactly the 16 bytes of
-    // `block`.
-    let nibbles = unsafe {
-        let v = vld1q_u8(block.as_ptr());
-        let special = vorrq_u8(
-            vceqq_u8(v, vdupq_n_u8(b'"')),
-            vceqq_u8(v, vdupq_n_u8(b'\\')),
-        );
-        // Four bits per byte, in order (the usual movemask of NEON).
-        vget_lane_u64::<0>(vreinterpret_u64_u8(vshrn_n_u16::<4>(vreinterpretq_u16_u8(
-            special,
-        ))))
-    };
-    (nibbles.trailing_zeros() / 4) as usize
-}
-
-/// The index of the first `"` or `\` in `block`, or [`BLOCK`] if there is none.
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn first_special(block: &[u8; BLOCK]) -> usize {
-    block
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\')
-        .unwrap_or(BLOCK)
-}
-
-/// The character of a `\uXXXX` escape whose hex digits start at `bytes[at]` (a surrogate pair
-/// read as one character), and where it ends.
-fn unicode_escape(bytes: &[u8], at: usize) -> Option<(char, usize)> {
-    let hex4 = |at: usize| -> Option<u32> {
-        let digits = std::str::from_utf8(bytes.get(at..at + 4)?).ok()?;
-        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        u32::from_str_radix(digits, 16).ok()
-    };
-    let first = hex4(at)?;
-    match first {
-        0xD800..=0xDBFF => {
-            if bytes.get(at + 4..at + 6)? != b"\\u" {
-                return None;
-            }
-            let second = hex4(at + 6)?;
-            if !(0xDC00..=0xDFFF).contains(&second) {
-                return None;
-            }
-            let c = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00);
-            Some((char::from_u32(c)?, at + 10))
-        }
-        0xDC00..=0xDFFF => None,
-        c => Some((char::from_u32(c)?, at + 4)),
-    }
 }
 
 #[derive(Default)]
@@ -722,118 +566,6 @@ mod tests {
         let event: ProxyEvent = serde_json::from_str(json).expect("any JSON document is read");
         assert_eq!(ProxyEvent::read(json.as_bytes()), event, "{json}");
         event
-    }
-
-    #[test]
-    fn json_strings_decode_as_serde_json_decodes_them() {
-        for text in [
-            r#""""#,
-            r#""plain""#,
-            r#""\"q\" \\ \/ \b\f\n\r\t""#,
-            r#""\u003cp\u003e \u00e9 \u2014 \ud83d\ude00 é""#,
-            r#""{\"a\":\"\\u003c\\\"\"}""#,
-        ] {
-            let expected: String = serde_json::from_str(text).unwrap();
-            for capacity in [0, 3, text.len()] {
-                let (bytes, end) = json_string(text.as_bytes(), 1, capacity).unwrap();
-                assert_eq!(String::from_utf8(bytes).unwrap(), expected, "{text}");
-                assert_eq!(end, text.len(), "{text}");
-            }
-            let (bytes, end) = json_string(text.as_bytes(), 1, 0).unwrap();
-            assert_eq!(String::from_utf8(bytes).unwrap(), expected, "{text}");
-            assert_eq!(end, text.len(), "{text}");
-        }
-        for broken in [
-            r#""no end"#,
-            r#""bad \x escape""#,
-            r#""\u12""#,
-            r#""\u12G4""#,
-            r#""\ud800 lone""#,
-            r#""\udc00 low first""#,
-            r#""\ud800\u0041""#,
-            r#""\"#,
-        ] {
-            assert_eq!(json_string(broken.as_bytes(), 1, 0), None, "{broken}");
-        }
-    }
-
-    #[test]
-    fn first_special_finds_the_first_quote_or_backslash() {
-        let mut block = [b'a'; BLOCK];
-        assert_eq!(first_special(&block), BLOCK);
-        for i in 0..BLOCK {
-            for special in [b'"', b'\\'] {
-                block = [b'a'; BLOCK];
-                block[i] = special;
-                assert_eq!(first_special(&block), i);
-                if i + 1 < BLOCK {
-                    block[BLOCK - 1] = b'"';
-                    assert_eq!(first_special(&block), i);
-                }
-            }
-            // Bytes that differ from `"` or `\` in one bit only, and high bytes.
-            block = [b'"' ^ 0x80; BLOCK];
-            block[i] = b'\\' ^ 1;
-            assert_eq!(first_special(&block), BLOCK);
-        }
-    }
-
-    proptest::proptest! {
-        /// Any text, as serde_json encodes it or with escapes chosen at random (`\uXXXX` for any
-        /// character, surrogate pairs included, `\/`), at any offset: decoded as serde_json decodes it.
-        #[test]
-        fn any_json_string_decodes_as_serde_json_decodes_it(
-            text in "(?s).{0,80}|[\"\\\\a\n\u{e9}\u{1f600}]{0,80}",
-            escape_all in proptest::collection::vec(0u8..4, 0..80),
-            prefix in 0usize..20,
-            capacity in 0usize..64,
-        ) {
-            let mut encoded = String::from("\"");
-            for (i, c) in text.chars().enumerate() {
-                match (escape_all.get(i).copied().unwrap_or(0), c) {
-                    (1, c) => {
-                        let mut units = [0u16; 2];
-                        for unit in c.encode_utf16(&mut units) {
-                            encoded.push_str(&format!("\\u{unit:04x}"));
-                        }
-                    }
-                    (2, '/') => encoded.push_str("\\/"),
-                    (_, c) => {
-                        let one = serde_json::to_string(&c.to_string()).unwrap();
-                        encoded.push_str(&one[1..one.len() - 1]);
-                    }
-                }
-            }
-            encoded.push('"');
-            let expected: String = serde_json::from_str(&encoded).unwrap();
-            let input = format!("{}{encoded}]", " ".repeat(prefix));
-            let (bytes, end) = json_string(input.as_bytes(), prefix + 1, capacity).unwrap();
-            proptest::prop_assert_eq!(String::from_utf8(bytes).unwrap(), expected);
-            proptest::prop_assert_eq!(end, input.len() - 1);
-        }
-
-        /// Arbitrary bytes: whatever decodes, serde_json decodes to the same (where it accepts the
-        /// string at all: it also refuses raw control characters and invalid UTF-8, which the
-        /// reader leaves to its caller).
-        #[test]
-        fn arbitrary_bytes_decode_as_serde_json_or_not_at_all(
-            bytes in proptest::collection::vec(
-                proptest::prop_oneof![proptest::strategy::Just(b'"'), proptest::strategy::Just(b'\\'), proptest::strategy::Just(b'u'), proptest::strategy::Just(b'0'), proptest::strategy::Just(b'd'), proptest::num::u8::ANY],
-                0..64,
-            ),
-        ) {
-            let mut input = vec![b'"'];
-            input.extend_from_slice(&bytes);
-            let ours = json_string(&input, 1, 0);
-            let theirs = serde_json::Deserializer::from_slice(&input)
-                .into_iter::<String>()
-                .next()
-                .and_then(Result::ok);
-            if let Some(theirs) = theirs {
-                let (decoded, _) = ours.expect("serde_json read a string: so must the reader");
-                proptest::prop_assert_eq!(decoded, theirs.into_bytes());
-            }
-        }
     }
 
     #[test]
