@@ -19,8 +19,10 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 
+use crate::config::{ConfigError, Env};
+
 /// Per-call time limits for AWS requests.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AwsTimeouts {
     pub connect: Duration,
     /// One HTTP attempt.
@@ -42,6 +44,39 @@ impl AwsTimeouts {
         attempt: Duration::from_millis(5_000),
         operation: Duration::from_millis(15_000),
     };
+}
+
+impl AwsTimeouts {
+    /// These limits with `SDK_ATTEMPT_TIMEOUT_MS` and `SDK_OPERATION_TIMEOUT_MS` applied where
+    /// set, for endpoints slower than AWS (an emulator walking a large table in Python takes
+    /// seconds per call): each 1 to 900,000 ms, the attempt no longer than the operation (an
+    /// operation left unset grows to a longer attempt).
+    pub fn from_env(self, env: &impl Env) -> Result<Self, ConfigError> {
+        const MAX_MS: u64 = 900_000;
+        let ms = |name: &'static str, default: Duration| {
+            let v = env.number_or(name, default.as_millis() as u64)?;
+            if !(1..=MAX_MS).contains(&v) {
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: format!("expected 1 to {MAX_MS} (milliseconds)"),
+                });
+            }
+            Ok(Duration::from_millis(v))
+        };
+        let attempt = ms("SDK_ATTEMPT_TIMEOUT_MS", self.attempt)?;
+        let operation = ms("SDK_OPERATION_TIMEOUT_MS", self.operation.max(attempt))?;
+        if attempt > operation {
+            return Err(ConfigError::Invalid {
+                name: "SDK_ATTEMPT_TIMEOUT_MS",
+                reason: "longer than SDK_OPERATION_TIMEOUT_MS".into(),
+            });
+        }
+        Ok(Self {
+            attempt,
+            operation,
+            ..self
+        })
+    }
 }
 
 /// Loads region, credentials and endpoint once: from the environment alone when it holds
@@ -288,6 +323,43 @@ pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn sdk_timeouts_are_the_defaults_unless_set_and_refused_when_unusable() {
+        let d = AwsTimeouts::BACKGROUND;
+        let env = |pairs: &[(&'static str, &'static str)]| -> HashMap<&'static str, &'static str> {
+            pairs.iter().copied().collect()
+        };
+        assert_eq!(d.from_env(&env(&[])).unwrap(), d);
+        let slow = d
+            .from_env(&env(&[
+                ("SDK_ATTEMPT_TIMEOUT_MS", "60000"),
+                ("SDK_OPERATION_TIMEOUT_MS", "120000"),
+            ]))
+            .unwrap();
+        assert_eq!(
+            (slow.attempt, slow.operation),
+            (Duration::from_secs(60), Duration::from_secs(120))
+        );
+        assert_eq!(slow.connect, d.connect);
+        // An attempt longer than the default operation takes the operation with it.
+        let attempt = d
+            .from_env(&env(&[("SDK_ATTEMPT_TIMEOUT_MS", "60000")]))
+            .unwrap();
+        assert_eq!(attempt.operation, Duration::from_secs(60));
+        for bad in [
+            [("SDK_ATTEMPT_TIMEOUT_MS", "0")],
+            [("SDK_ATTEMPT_TIMEOUT_MS", "900001")],
+            [("SDK_OPERATION_TIMEOUT_MS", "soon")],
+            [("SDK_OPERATION_TIMEOUT_MS", "1000")],
+        ] {
+            assert!(
+                matches!(d.from_env(&env(&bad)), Err(ConfigError::Invalid { .. })),
+                "{bad:?}"
+            );
+        }
+    }
 
     fn lambda_env(extra: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut vars: Vec<(String, String)> = [

@@ -19,13 +19,14 @@ pub struct SyncBackend {
 
 impl SyncBackend {
     /// Reads `OBJECTS_TABLE`, `GRANTS_TABLE`, `PAYLOAD_BUCKET`, `RECONCILE_QUEUE_URL` (each
-    /// required, checked before any network call), `NYLAS_API_URI` and the API key.
+    /// required, checked before any network call), `NYLAS_API_URI`, the API key and the SDK's
+    /// timeouts ([`AwsTimeouts::from_env`]).
     pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let objects_table = env.required("OBJECTS_TABLE")?;
         let grants_table = env.required("GRANTS_TABLE")?;
         let bucket = env.required("PAYLOAD_BUCKET")?;
         let queue_url = env.required("RECONCILE_QUEUE_URL")?;
-        let sdk = aws::sdk_config(AwsTimeouts::BACKGROUND).await;
+        let sdk = aws::sdk_config(AwsTimeouts::BACKGROUND.from_env(env)?).await;
         let secrets = Secrets::load(env, &sdk).await?;
         let nylas = NylasClient::from_config(env, &secrets)?;
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);

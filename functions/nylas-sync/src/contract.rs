@@ -54,6 +54,8 @@ pub const CONSUMER: &[Var] = &[
     opt("PURGE_ON_GRANT_DELETE"),
     opt("RECONCILE_ON_REDELIVERY"),
     opt("BACKFILL_DAYS"),
+    opt("SDK_ATTEMPT_TIMEOUT_MS"),
+    opt("SDK_OPERATION_TIMEOUT_MS"),
 ];
 
 pub const SCHEDULER: &[Var] = &[
@@ -64,6 +66,8 @@ pub const SCHEDULER: &[Var] = &[
     opt("RECONCILE_INTERVAL_SECONDS"),
     opt("RECONCILE_SPREAD_SECONDS"),
     opt("SCAN_SEGMENTS"),
+    opt("SDK_ATTEMPT_TIMEOUT_MS"),
+    opt("SDK_OPERATION_TIMEOUT_MS"),
 ];
 
 pub const RECONCILER: &[Var] = &[
@@ -84,6 +88,8 @@ pub const RECONCILER: &[Var] = &[
     opt("RECONCILE_INTERVAL_SECONDS"),
     opt("RECONCILE_MAX_INTERVAL_SECONDS"),
     opt("RECENT_SWEEP_DAYS"),
+    opt("SDK_ATTEMPT_TIMEOUT_MS"),
+    opt("SDK_OPERATION_TIMEOUT_MS"),
 ];
 
 /// The variables of a function by its binary name.

@@ -119,7 +119,7 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let sdk = aws::sdk_config(AwsTimeouts::BACKGROUND).await;
+        let sdk = aws::sdk_config(AwsTimeouts::BACKGROUND.from_env(env)?).await;
         Self::from_env_with(env, &sdk)
     }
 

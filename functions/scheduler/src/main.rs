@@ -17,7 +17,8 @@ fn main() -> Result<(), Error> {
 async fn run() -> Result<(), Error> {
     nylas_sync::telemetry::init();
     let built = async {
-        let sdk = nylas_sync::aws::sdk_config(nylas_sync::aws::AwsTimeouts::BACKGROUND).await;
+        let timeouts = nylas_sync::aws::AwsTimeouts::BACKGROUND.from_env(&ProcessEnv)?;
+        let sdk = nylas_sync::aws::sdk_config(timeouts).await;
         let scheduler = Scheduler::from_env_with(&ProcessEnv, &sdk)?;
         let watch = DestinationWatch::from_env(&ProcessEnv, &sdk, scheduler.grants.clone()).await?;
         Ok::<_, nylas_sync::config::ConfigError>((scheduler, watch))

@@ -1510,6 +1510,12 @@ async fn sweep(bin_dir: &Path, stored: u64, in_slice: usize) -> Result<figures::
         ("NYLAS_API_KEY".into(), emulator.api_key().to_string()),
         // One slice: the recent window, not the walk through older ones.
         ("DRIFT_OLDER_SLICES".into(), "0".into()),
+        // moto answers a query on the grant's partition by walking all of it in Python: at
+        // 100,000 stored messages a page took longer than the 5 s attempt limit, three times,
+        // and the job failed on the 15 s operation limit. That is moto's time (a page takes
+        // milliseconds on DynamoDB); the read units and memory measured do not depend on it.
+        ("SDK_ATTEMPT_TIMEOUT_MS".into(), "300000".into()),
+        ("SDK_OPERATION_TIMEOUT_MS".into(), "900000".into()),
     ];
 
     // The grant synced (in this process, by the library), then the older mail added.
