@@ -145,10 +145,7 @@ pub fn decode_string(bytes: &[u8], start: usize, capacity: usize) -> Option<(Vec
                 out.truncate(o);
                 return Some((out, at + 1));
             }
-            let (decoded, end) = escape(bytes, at)?;
-            out[o..o + decoded.len()].copy_from_slice(decoded.as_bytes());
-            o += decoded.len();
-            at = end;
+            (o, at) = escape(bytes, at, &mut out, o)?;
             let done = at - base;
             if done >= CHUNK {
                 break; // the escape ran into the next chunk, which starts where it ended
@@ -166,12 +163,7 @@ pub fn decode_string(bytes: &[u8], start: usize, capacity: usize) -> Option<(Vec
                 out.truncate(o);
                 return Some((out, at + 1));
             }
-            b'\\' => {
-                let (decoded, end) = escape(bytes, at)?;
-                out[o..o + decoded.len()].copy_from_slice(decoded.as_bytes());
-                o += decoded.len();
-                at = end;
-            }
+            b'\\' => (o, at) = escape(bytes, at, &mut out, o)?,
             byte => {
                 out[o] = byte;
                 o += 1;
@@ -198,44 +190,22 @@ fn copy_run(out: &mut [u8], o: usize, src: &[u8], n: usize) {
     }
 }
 
-/// The escape whose backslash is `bytes[at]`: the character it stands for, UTF-8 encoded, and
-/// where it ends.
+/// Decodes the escape whose backslash is `bytes[at]` into `out[o..]` (which has room for four
+/// bytes): where the output and the input go on.
 #[inline(always)]
-fn escape(bytes: &[u8], at: usize) -> Option<(Utf8Char, usize)> {
+fn escape(bytes: &[u8], at: usize, out: &mut [u8], o: usize) -> Option<(usize, usize)> {
     let escaped = *bytes.get(at + 1)?;
     let simple = SIMPLE_ESCAPES[usize::from(escaped)];
     if simple != 0 {
-        return Some((Utf8Char::from(char::from(simple)), at + 2));
+        // The common case (`\"`, `\\`): one byte, written without a copy of variable length.
+        out[o] = simple;
+        return Some((o + 1, at + 2));
     }
     if escaped != b'u' {
         return None;
     }
     let (c, end) = unicode_escape(bytes, at + 2)?;
-    Some((Utf8Char::from(c), end))
-}
-
-/// A character's UTF-8 bytes, without a heap.
-struct Utf8Char {
-    buf: [u8; 4],
-    len: u8,
-}
-
-impl From<char> for Utf8Char {
-    #[inline(always)]
-    fn from(c: char) -> Self {
-        let mut buf = [0u8; 4];
-        let len = c.encode_utf8(&mut buf).len() as u8;
-        Utf8Char { buf, len }
-    }
-}
-
-impl Utf8Char {
-    fn len(&self) -> usize {
-        usize::from(self.len)
-    }
-    fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len()]
-    }
+    Some((o + c.encode_utf8(&mut out[o..o + 4]).len(), end))
 }
 
 /// The four hex digits at `bytes[at..]` as a number.
