@@ -4,9 +4,10 @@
 //! 25 bytes or so: every `"` of the notification is `\"`, every `\u003c` of its HTML `\\u003c`).
 //!
 //! Each 64-byte chunk is classified at once into bit masks ([`masks`]: its backslashes, quotes
-//! and control characters; SSE2 on x86_64, eight bytes at a time in a `u64` elsewhere), then
-//! the escapes are taken from the masks in order, lowest bit first. The chunk's loads and
-//! compares do not wait for the previous escape to be handled (a byte-at-a-time or
+//! and control characters; SSE2 on x86_64, eight bytes at a time in a `u64` elsewhere). The
+//! decoder takes the escapes from the masks in order, lowest bit first; the skipper computes
+//! which bytes are escaped for the whole chunk and checks each escape on its own. Neither
+//! waits, for a chunk's loads and compares, on the escape before (a byte-at-a-time or
 //! find-the-next-escape loop does), which is what makes escape-dense text fast.
 
 /// The bytes classified at once.
@@ -114,38 +115,33 @@ const SIMPLE_ESCAPES: [u8; 256] = {
 /// (the event reader is lenient; see `proxy_event`). `capacity` is where the output buffer
 /// starts (the string's length when it is known to be large).
 pub fn decode_string(bytes: &[u8], start: usize, capacity: usize) -> Option<(Vec<u8>, usize)> {
-    // Room for a whole chunk's bytes and the 16-byte copies' overshoot past them.
+    // Room for a whole chunk's bytes and the 16-byte copies' overshoot past them. The output
+    // is written into the buffer's spare capacity, its length the bytes decoded so far: never
+    // zeroed first (for a 1 MB body, a pass over a megabyte of memory for nothing).
     const SLACK: usize = CHUNK + 32;
-    let mut out = vec![0u8; capacity.max(SLACK)];
-    let mut o = 0;
+    let mut out = Vec::with_capacity(capacity.max(SLACK));
     let mut at = start;
     while let Some(chunk) = bytes.get(at..at + CHUNK) {
         let chunk: &[u8; CHUNK] = chunk.try_into().ok()?;
-        if out.len() < o + SLACK {
-            out.resize((o + SLACK).max(out.len() * 2), 0);
-        }
+        out.reserve(SLACK);
         let base = at;
         let m = masks(chunk);
         let mut special = m.backslash | m.quote;
-        // Each step copies the plain bytes up to the next special one and handles that; an
-        // escape never yields more bytes than it takes, so the chunk's output fits the room.
+        // Each step copies the plain bytes up to the next special one and handles that.
         loop {
             let done = at - base;
             if special == 0 {
-                copy_run(&mut out, o, &bytes[at..], CHUNK - done);
-                o += CHUNK - done;
+                copy_run(&mut out, &bytes[at..], CHUNK - done);
                 at = base + CHUNK;
                 break;
             }
             let p = special.trailing_zeros() as usize;
-            copy_run(&mut out, o, &bytes[at..], p - done);
-            o += p - done;
+            copy_run(&mut out, &bytes[at..], p - done);
             at = base + p;
             if m.quote & (1 << p) != 0 {
-                out.truncate(o);
                 return Some((out, at + 1));
             }
-            (o, at) = escape(bytes, at, &mut out, o)?;
+            at = escape(bytes, at, &mut out)?;
             let done = at - base;
             if done >= CHUNK {
                 break; // the escape ran into the next chunk, which starts where it ended
@@ -155,34 +151,36 @@ pub fn decode_string(bytes: &[u8], start: usize, capacity: usize) -> Option<(Vec
     }
     // Fewer than a chunk's bytes left: one at a time.
     loop {
-        if out.len() < o + 4 {
-            out.resize(o + 4 + out.len(), 0);
-        }
         match *bytes.get(at)? {
-            b'"' => {
-                out.truncate(o);
-                return Some((out, at + 1));
-            }
-            b'\\' => (o, at) = escape(bytes, at, &mut out, o)?,
+            b'"' => return Some((out, at + 1)),
+            b'\\' => at = escape(bytes, at, &mut out)?,
             byte => {
-                out[o] = byte;
-                o += 1;
+                out.push(byte);
                 at += 1;
             }
         }
     }
 }
 
-/// Copies `n` bytes of `src` to `out[o..]` sixteen at a time (a run between two escapes is
-/// short; the copies may write up to 15 bytes past the run, which the next ones overwrite).
+/// Appends the first `n` bytes of `src` to `out` sixteen at a time (a run between two escapes
+/// is short): each copy writes 16 bytes into the spare capacity, the length then takes in
+/// those of the run; the rest is overwritten by what comes next.
 #[inline(always)]
-fn copy_run(out: &mut [u8], o: usize, src: &[u8], n: usize) {
+fn copy_run(out: &mut Vec<u8>, src: &[u8], n: usize) {
     let mut i = 0;
     while i < n {
-        match (src.get(i..i + 16), out.get_mut(o + i..o + i + 16)) {
-            (Some(s), Some(d)) => d.copy_from_slice(s),
+        let spare = out.spare_capacity_mut();
+        match (src.get(i..i + 16), spare.get_mut(..16)) {
+            (Some(s), Some(d)) => {
+                // SAFETY: `s` and `d` are 16 bytes each, checked above, and do not overlap
+                // (`d` is the spare capacity of the decoder's own buffer).
+                unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), d.as_mut_ptr().cast(), 16) };
+                let take = (n - i).min(16);
+                // SAFETY: the `take` bytes after the length have just been written.
+                unsafe { out.set_len(out.len() + take) };
+            }
             _ => {
-                out[o + i..o + n].copy_from_slice(&src[i..n]);
+                out.extend_from_slice(&src[i..n]);
                 return;
             }
         }
@@ -190,22 +188,22 @@ fn copy_run(out: &mut [u8], o: usize, src: &[u8], n: usize) {
     }
 }
 
-/// Decodes the escape whose backslash is `bytes[at]` into `out[o..]` (which has room for four
-/// bytes): where the output and the input go on.
+/// Decodes the escape whose backslash is `bytes[at]` onto `out`: where the input goes on.
 #[inline(always)]
-fn escape(bytes: &[u8], at: usize, out: &mut [u8], o: usize) -> Option<(usize, usize)> {
+fn escape(bytes: &[u8], at: usize, out: &mut Vec<u8>) -> Option<usize> {
     let escaped = *bytes.get(at + 1)?;
     let simple = SIMPLE_ESCAPES[usize::from(escaped)];
     if simple != 0 {
         // The common case (`\"`, `\\`): one byte, written without a copy of variable length.
-        out[o] = simple;
-        return Some((o + 1, at + 2));
+        out.push(simple);
+        return Some(at + 2);
     }
     if escaped != b'u' {
         return None;
     }
     let (c, end) = unicode_escape(bytes, at + 2)?;
-    Some((o + c.encode_utf8(&mut out[o..o + 4]).len(), end))
+    out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+    Some(end)
 }
 
 /// The four hex digits at `bytes[at..]` as a number.
@@ -243,54 +241,84 @@ fn unicode_escape(bytes: &[u8], at: usize) -> Option<(char, usize)> {
 /// serde_json skips a string it ignores: escapes must be one of JSON's (`\u` with any four hex
 /// digits, paired or not), raw control characters are refused. Where the string ends (just
 /// after its closing quote), or `None`.
+///
+/// Nothing is decoded, so no escape has to wait for the one before: which bytes are escaped is
+/// computed for the whole chunk from its backslashes ([`escaped_bytes`]), the end is the first
+/// quote not escaped, and each escape before it is checked on its own.
 pub fn skip_string(bytes: &[u8], start: usize) -> Option<usize> {
     let mut at = start;
-    while let Some(chunk) = bytes.get(at..at + CHUNK) {
-        let chunk: &[u8; CHUNK] = chunk.try_into().ok()?;
-        let base = at;
-        let m = masks(chunk);
-        let mut special = m.backslash | m.quote | m.control;
-        loop {
-            if special == 0 {
-                at = base + CHUNK;
-                break;
-            }
-            let p = special.trailing_zeros() as usize;
-            at = base + p;
-            match chunk[p] {
-                b'"' => return Some(at + 1),
-                b'\\' => at = skip_escape(bytes, at)?,
-                _ => return None,
-            }
-            let done = at - base;
-            if done >= CHUNK {
-                break;
-            }
-            special &= u64::MAX << done;
-        }
-    }
+    // Whether the previous chunk ended in an odd run of backslashes (escaping this one's first byte).
+    let mut carry = 0;
     loop {
-        match *bytes.get(at)? {
-            b'"' => return Some(at + 1),
-            b'\\' => at = skip_escape(bytes, at)?,
-            0x00..=0x1f => return None,
-            _ => at += 1,
+        let (chunk, real) = match bytes.get(at..at + CHUNK) {
+            Some(chunk) => (<&[u8; CHUNK]>::try_from(chunk).ok()?, CHUNK),
+            None => {
+                // The last bytes, padded with spaces (which end nothing and are allowed).
+                let rest = bytes.get(at..)?;
+                let mut padded = [b' '; CHUNK];
+                padded[..rest.len()].copy_from_slice(rest);
+                return skip_in_chunk(bytes, at, &padded, &mut carry)
+                    .and_then(|end| end.filter(|&e| e <= at + rest.len()));
+            }
+        };
+        match skip_in_chunk(bytes, at, chunk, &mut carry)? {
+            Some(end) => return Some(end),
+            None => at += real,
         }
     }
 }
 
-/// Where the escape whose backslash is `bytes[at]` ends, as serde_json checks an ignored one.
+/// One chunk of [`skip_string`] at `bytes[base..]`: `Some(Some(end))` where the string ends in
+/// it, `Some(None)` where it goes on, `None` for a string JSON does not allow.
 #[inline(always)]
-fn skip_escape(bytes: &[u8], at: usize) -> Option<usize> {
-    let escaped = *bytes.get(at + 1)?;
-    if SIMPLE_ESCAPES[usize::from(escaped)] != 0 {
-        Some(at + 2)
-    } else if escaped == b'u' {
-        hex4(bytes, at + 2)?;
-        Some(at + 6)
+fn skip_in_chunk(
+    bytes: &[u8],
+    base: usize,
+    chunk: &[u8; CHUNK],
+    carry: &mut u64,
+) -> Option<Option<usize>> {
+    let m = masks(chunk);
+    let escaped = escaped_bytes(m.backslash, carry);
+    let quotes = m.quote & !escaped;
+    // The string's bytes in this chunk: all of them, or those before its closing quote.
+    let within = if quotes == 0 {
+        u64::MAX
     } else {
-        None
+        (1 << quotes.trailing_zeros()) - 1
+    };
+    if m.control & within != 0 {
+        return None;
     }
+    let mut escapes = escaped & within;
+    while escapes != 0 {
+        let p = escapes.trailing_zeros() as usize;
+        // `chunk[p]` is `bytes[base + p]` except in the padding, where it is a space (refused).
+        let byte = chunk[p];
+        if SIMPLE_ESCAPES[usize::from(byte)] == 0
+            && (byte != b'u' || hex4(bytes, base + p + 1).is_none())
+        {
+            return None;
+        }
+        escapes &= escapes - 1;
+    }
+    Some((quotes != 0).then(|| base + quotes.trailing_zeros() as usize + 1))
+}
+
+/// The bytes of a chunk that a backslash escapes (the byte after each odd-numbered backslash of
+/// a run), from the chunk's backslashes and whether the previous chunk's last byte escapes this
+/// one's first (`carry`, updated for the next chunk). simdjson's method: adding a run's first
+/// backslash to the run carries out of its end, which tells the runs of odd length from the even
+/// ones without a loop.
+#[inline(always)]
+fn escaped_bytes(backslash: u64, carry: &mut u64) -> u64 {
+    const EVEN: u64 = 0x5555_5555_5555_5555;
+    // A backslash escaped by the previous chunk escapes nothing.
+    let backslash = backslash & !*carry;
+    let follows_backslash = backslash << 1 | *carry;
+    let odd_starts = backslash & !EVEN & !follows_backslash;
+    let (even_starts_sum, overflow) = odd_starts.overflowing_add(backslash);
+    *carry = u64::from(overflow);
+    (EVEN ^ (even_starts_sum << 1)) & follows_backslash
 }
 
 #[cfg(test)]
@@ -336,6 +364,24 @@ mod tests {
         ] {
             assert_eq!(decode_string(lone.as_bytes(), 1, 0), None, "{lone}");
             assert_eq!(skip_string(lone.as_bytes(), 1), Some(lone.len()), "{lone}");
+        }
+    }
+
+    #[test]
+    fn runs_of_backslashes_across_chunk_boundaries_end_where_serde_json_ends_them() {
+        for lead in 0..2 * CHUNK {
+            for run in 0..6 {
+                for tail in [r#"""#, r#"u0041""#, r#"n""#, r#"x""#, ""] {
+                    let text = format!("\"{}{}{tail} after\"", "a".repeat(lead), "\\".repeat(run));
+                    let mut skipped = serde_json::Deserializer::from_str(&text)
+                        .into_iter::<serde::de::IgnoredAny>();
+                    let theirs = match skipped.next() {
+                        Some(Ok(_)) => Some(skipped.byte_offset()),
+                        _ => None,
+                    };
+                    assert_eq!(skip_string(text.as_bytes(), 1), theirs, "{text}");
+                }
+            }
         }
     }
 
