@@ -44,9 +44,7 @@ impl AwsTimeouts {
         attempt: Duration::from_millis(5_000),
         operation: Duration::from_millis(15_000),
     };
-}
 
-impl AwsTimeouts {
     /// These limits with `SDK_ATTEMPT_TIMEOUT_MS` and `SDK_OPERATION_TIMEOUT_MS` applied where
     /// set, for endpoints slower than AWS (an emulator walking a large table in Python takes
     /// seconds per call): each 1 to 900,000 ms, the attempt no longer than the operation (an

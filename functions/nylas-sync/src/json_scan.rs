@@ -249,23 +249,19 @@ pub fn skip_string(bytes: &[u8], start: usize) -> Option<usize> {
     let mut at = start;
     // Whether the previous chunk ended in an odd run of backslashes (escaping this one's first byte).
     let mut carry = 0;
-    loop {
-        let (chunk, real) = match bytes.get(at..at + CHUNK) {
-            Some(chunk) => (<&[u8; CHUNK]>::try_from(chunk).ok()?, CHUNK),
-            None => {
-                // The last bytes, padded with spaces (which end nothing and are allowed).
-                let rest = bytes.get(at..)?;
-                let mut padded = [b' '; CHUNK];
-                padded[..rest.len()].copy_from_slice(rest);
-                return skip_in_chunk(bytes, at, &padded, &mut carry)
-                    .and_then(|end| end.filter(|&e| e <= at + rest.len()));
-            }
-        };
+    while let Some(chunk) = bytes.get(at..at + CHUNK) {
+        let chunk: &[u8; CHUNK] = chunk.try_into().ok()?;
         match skip_in_chunk(bytes, at, chunk, &mut carry)? {
             Some(end) => return Some(end),
-            None => at += real,
+            None => at += CHUNK,
         }
     }
+    // The last bytes, padded with spaces (which end nothing and are allowed): a string that
+    // does not end in them does not end at all.
+    let rest = bytes.get(at..)?;
+    let mut padded = [b' '; CHUNK];
+    padded[..rest.len()].copy_from_slice(rest);
+    skip_in_chunk(bytes, at, &padded, &mut carry).flatten()
 }
 
 /// One chunk of [`skip_string`] at `bytes[base..]`: `Some(Some(end))` where the string ends in
