@@ -318,6 +318,55 @@ pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(conf)
 }
 
+/// The S3 client of a function, built ([`s3_client`]) at its first use rather than at start.
+///
+/// The functions reach S3 only for what is too large for SQS or DynamoDB (claim checks, large
+/// objects), and building the client is a large part of a cold start (its runtime plugins, its
+/// endpoint resolver with the partition table parsed and its regexes compiled): a process that
+/// only ever sees small payloads never builds it. Clones share the one client. It dereferences
+/// to [`aws_sdk_s3::Client`].
+#[derive(Clone, Debug)]
+pub struct LazyS3(std::sync::Arc<LazyS3Inner>);
+
+#[derive(Debug)]
+struct LazyS3Inner {
+    /// What the client is built from (not read when it was given built).
+    sdk: SdkConfig,
+    client: std::sync::OnceLock<aws_sdk_s3::Client>,
+}
+
+impl LazyS3 {
+    pub fn new(sdk: &SdkConfig) -> Self {
+        Self(std::sync::Arc::new(LazyS3Inner {
+            sdk: sdk.clone(),
+            client: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// Whether the client has been built (by a first use, or given built).
+    pub fn is_built(&self) -> bool {
+        self.0.client.get().is_some()
+    }
+}
+
+impl From<aws_sdk_s3::Client> for LazyS3 {
+    /// A client already built (the tests and the operator CLI share theirs).
+    fn from(client: aws_sdk_s3::Client) -> Self {
+        Self(std::sync::Arc::new(LazyS3Inner {
+            sdk: SdkConfig::builder().build(),
+            client: std::sync::OnceLock::from(client),
+        }))
+    }
+}
+
+impl std::ops::Deref for LazyS3 {
+    type Target = aws_sdk_s3::Client;
+
+    fn deref(&self) -> &aws_sdk_s3::Client {
+        self.0.client.get_or_init(|| s3_client(&self.0.sdk))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,5 +542,25 @@ mod tests {
         ] {
             assert!(!unsigned_payload_is_safe(signed), "{signed}");
         }
+    }
+
+    #[test]
+    fn the_s3_client_is_built_at_first_use_and_shared_by_clones() {
+        let sdk = settings_config(
+            EnvSettings {
+                region: "eu-west-1".into(),
+                endpoint_url: Some("http://127.0.0.1:9".into()),
+            },
+            TimeoutConfig::builder().build(),
+        );
+        let s3 = LazyS3::new(&sdk);
+        let clone = s3.clone();
+        assert!(!s3.is_built(), "built before any use");
+        // A first use (building a request sends nothing) builds it, with the configuration given.
+        assert_eq!(s3.config().region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert!(s3.is_built());
+        assert!(clone.is_built(), "clones share the one client");
+        let given = LazyS3::from(s3_client(&sdk));
+        assert!(given.is_built());
     }
 }

@@ -33,7 +33,7 @@ impl SyncBackend {
         Ok(Self {
             objects: ObjectStore {
                 ddb: ddb.clone(),
-                s3: aws::s3_client(&sdk),
+                s3: aws::LazyS3::new(&sdk),
                 table: objects_table,
                 bucket,
                 max_inline_object_bytes: DEFAULT_MAX_INLINE_OBJECT_BYTES,

@@ -192,7 +192,7 @@ impl Consumer<SqsNotificationSource> {
         let policy = crate::queue::RedeliveryPolicy::from_env(env)?;
         let b = crate::backend::SyncBackend::from_env(env).await?;
         let source =
-            SqsNotificationSource::new(aws::sqs_client(&b.sdk), aws::s3_client(&b.sdk), policy);
+            SqsNotificationSource::new(aws::sqs_client(&b.sdk), b.objects.s3.clone(), policy);
         Ok(Self::new(
             b.objects,
             b.grants,

@@ -62,7 +62,7 @@ impl Ingest<SqsNotificationSink> {
             secrets,
             sink: SqsNotificationSink {
                 sqs: aws::sqs_client(&sdk),
-                s3: aws::s3_client(&sdk),
+                s3: aws::LazyS3::new(&sdk),
                 destination: Destination {
                     queue_url,
                     bucket,

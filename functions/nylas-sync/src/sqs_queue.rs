@@ -22,7 +22,7 @@ use crate::queue::{
 #[derive(Clone)]
 pub struct SqsNotificationSink {
     pub sqs: aws_sdk_sqs::Client,
-    pub s3: aws_sdk_s3::Client,
+    pub s3: crate::aws::LazyS3,
     pub destination: Destination,
 }
 
@@ -71,14 +71,14 @@ struct QueueInfo {
 /// The consumer's SQS (+ S3) source.
 pub struct SqsNotificationSource {
     pub sqs: aws_sdk_sqs::Client,
-    pub s3: aws_sdk_s3::Client,
+    pub s3: crate::aws::LazyS3,
     pub policy: RedeliveryPolicy,
     /// By queue ARN, looked up once per cold start.
     queues: Mutex<HashMap<String, QueueInfo>>,
 }
 
 impl SqsNotificationSource {
-    pub fn new(sqs: aws_sdk_sqs::Client, s3: aws_sdk_s3::Client, policy: RedeliveryPolicy) -> Self {
+    pub fn new(sqs: aws_sdk_sqs::Client, s3: crate::aws::LazyS3, policy: RedeliveryPolicy) -> Self {
         Self {
             sqs,
             s3,

@@ -232,7 +232,7 @@ fn dynamo_err<E: std::error::Error + 'static, R: std::fmt::Debug>(
 #[derive(Clone)]
 pub struct ObjectStore {
     pub ddb: aws_sdk_dynamodb::Client,
-    pub s3: aws_sdk_s3::Client,
+    pub s3: crate::aws::LazyS3,
     pub table: String,
     pub bucket: String,
     pub max_inline_object_bytes: usize,

@@ -71,6 +71,9 @@ async fn a_signed_notification_is_queued_byte_for_byte_with_routing_attributes()
     assert_eq!(attribute(m, attr::OBJECT_ID).as_deref(), Some("msg-1"));
     assert_eq!(attribute(m, attr::PAYLOAD).as_deref(), Some("inline"));
     assert!(f.aws.keys(&f.bucket).await.is_empty());
+    // S3 is for claim checks: a process that only sees small notifications never builds its
+    // client (a large part of a cold start).
+    assert!(!f.ingest.sink.s3.is_built());
 }
 
 #[tokio::test]
@@ -385,6 +388,7 @@ async fn a_body_above_the_limit_gets_413_before_anything_else() {
 async fn a_notification_too_large_for_sqs_goes_to_s3_and_the_message_points_at_it() {
     let f = Fixture::new().await;
     let body = message_created("notif-large", "grant-9", "msg-9", 900_000);
+    assert!(!f.ingest.sink.s3.is_built());
     let (status, answer) =
         status_and_body(&f.ingest.handle(signed_post(&body, "current-secret")).await);
     assert_eq!(status, 200, "{answer}");
@@ -483,7 +487,7 @@ async fn when_sqs_does_not_answer_the_ingest_gives_up_in_time_with_503() {
         },
         sink: SqsNotificationSink {
             sqs: aws_sdk_sqs::Client::from_conf(hanging),
-            s3: aws.s3.clone(),
+            s3: aws.s3.clone().into(),
             destination: Destination {
                 queue_url: format!("http://{addr}/123456789012/q"),
                 bucket: "unused".into(),
