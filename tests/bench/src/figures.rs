@@ -324,7 +324,7 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
-/// The name of the bench-only empty Rust Lambda (`tests/bench/src/bin/empty-lambda.rs`).
+/// The name of the bench-only empty Rust Lambda (`tests/empty-lambda`, its own package).
 pub const EMPTY_LAMBDA: &str = "empty-lambda";
 
 fn render_invocation(o: &mut String, r: &Results) {

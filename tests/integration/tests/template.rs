@@ -194,6 +194,34 @@ fn functions_are_arm64_cargo_lambda_builds_on_provided_al2023() {
     assert!(lease >= reconciler["Timeout"].as_u64().unwrap());
 }
 
+/// `sam build` runs `cargo lambda build --bin <Binary>` at the workspace's root, naming no
+/// package: cargo then builds the workspace's default members and unifies the dependencies'
+/// features over them. They must be the template's functions and nothing else, or the test
+/// harnesses' features (tokio's process and signal drivers, for one) end up in every bootstrap.
+#[test]
+fn a_build_that_names_no_package_selects_exactly_the_templates_functions() {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
+    let list = manifest
+        .split_once("\ndefault-members = [")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(list, _)| list)
+        .expect("the workspace names its default-members");
+    let members: BTreeSet<&str> = list
+        .lines()
+        .map(|l| l.trim().trim_end_matches(','))
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.trim_matches('"'))
+        .collect();
+    let expected: BTreeSet<String> = functions()
+        .keys()
+        .map(|binary| format!("functions/{binary}"))
+        .collect();
+    assert_eq!(
+        members,
+        expected.iter().map(String::as_str).collect::<BTreeSet<_>>()
+    );
+}
+
 #[test]
 fn sqs_event_sources_report_item_failures_and_queues_outlast_their_consumers() {
     let functions = functions();
