@@ -350,7 +350,7 @@ impl LazyS3 {
 }
 
 impl From<aws_sdk_s3::Client> for LazyS3 {
-    /// A client already built (the tests and the operator CLI share theirs).
+    /// A client already built (the tests share theirs).
     fn from(client: aws_sdk_s3::Client) -> Self {
         Self(std::sync::Arc::new(LazyS3Inner {
             sdk: SdkConfig::builder().build(),
