@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_runtime::auth::PayloadSigningOverride;
@@ -80,6 +81,12 @@ impl AwsTimeouts {
 /// Loads region, credentials and endpoint once: from the environment alone when it holds
 /// everything the standard chain would take from it ([`env_settings`], always the case in
 /// Lambda), else through the standard chain (profiles, SSO, container and instance credentials).
+///
+/// Stalled-stream protection is off: it fails a transfer that moves no bytes for its 5 s grace
+/// period, and every call here already has an attempt timeout and an operation timeout that end
+/// a stalled transfer (the attempt's 2 s or 5 s by default, sooner than the grace period; an
+/// operator who raises `SDK_ATTEMPT_TIMEOUT_MS` chose to wait longer). What it costs is a
+/// throughput-tracking wrapper with a timer around every request and response body.
 pub async fn sdk_config(timeouts: AwsTimeouts) -> SdkConfig {
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(timeouts.connect)
@@ -92,6 +99,7 @@ pub async fn sdk_config(timeouts: AwsTimeouts) -> SdkConfig {
             aws_config::defaults(BehaviorVersion::latest())
                 .http_client(sdk_http_client())
                 .timeout_config(timeouts)
+                .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
                 .load()
                 .await
         }
@@ -169,7 +177,8 @@ where
 
 /// The configuration the standard chain gives for `settings`, built without walking it:
 /// credentials read from the environment by the chain's own first provider, behind the same
-/// lazy identity cache; the standard retry mode and the SDK's defaults for the rest.
+/// lazy identity cache; the standard retry mode, no stalled-stream protection (see
+/// [`sdk_config`]) and the SDK's defaults for the rest.
 pub fn settings_config(settings: EnvSettings, timeouts: TimeoutConfig) -> SdkConfig {
     let credentials = aws_config::environment::EnvironmentVariableCredentialsProvider::new();
     let mut config = SdkConfig::builder()
@@ -181,6 +190,7 @@ pub fn settings_config(settings: EnvSettings, timeouts: TimeoutConfig) -> SdkCon
         .identity_cache(aws_config::identity::IdentityCache::lazy().build())
         .retry_config(aws_config::retry::RetryConfig::standard())
         .timeout_config(timeouts)
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
         .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
         .time_source(aws_smithy_async::time::SystemTimeSource::new())
         .http_client(sdk_http_client());
@@ -518,6 +528,10 @@ mod tests {
         assert!(config.sleep_impl().is_some());
         assert!(config.http_client().is_some());
         assert_eq!(config.behavior_version(), Some(BehaviorVersion::latest()));
+        assert_eq!(
+            config.stalled_stream_protection().map(|s| s.is_enabled()),
+            Some(false)
+        );
     }
 
     #[test]
