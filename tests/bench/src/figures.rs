@@ -581,7 +581,7 @@ pub fn render(r: &Results) -> String {
         let _ = writeln!(o);
     }
     if let Some(inv) = r.invocation.as_ref().filter(|i| !i.first_answer.is_empty()) {
-        let _ = writeln!(o, "Exec to the first answer (the invocation queued before the process starts; the ingest enqueues it in moto, the empty Lambda answers it; the two in turns). The verdict takes out the time moto spent serving the run's requests (measured inside moto's WSGI server by `tests/bench/moto-server.py`): that time is SQS's in production, not the function's.\n");
+        let _ = writeln!(o, "Exec to the first answer (the invocation queued before the process starts; the ingest enqueues it in moto, the empty Lambda answers it; the two in turns). The verdict takes out the time moto spent serving the run's requests (measured at moto's server by `tests/bench/moto-server.py`, from each request's first byte read to its answer's last byte sent): that time is SQS's in production, not the function's.\n");
         let _ = writeln!(o, "| function | event | runs | first request for work | first answer (median) | p90 | moto's time in it | **first answer less moto's time** | × the empty Lambda | target ≤ 1.5× | CPU until the answer |");
         let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|");
         let own = |f: &FirstAnswer| {
