@@ -110,7 +110,7 @@ def timed_channel(base):
                     self.counted = True
             handled = super().received(data)
             with SERVICE_TIME.lock:
-                if any(r.path == SERVICE_TIME_PATH for r in self.requests):
+                if any(getattr(r, "path", None) == SERVICE_TIME_PATH for r in self.requests):
                     self.counted = False
             return handled
 
