@@ -22,6 +22,7 @@ use bench::figures::{self, Results};
 use bench::fixtures::{message_created, signed};
 use bench::procfs;
 use bench::runtime_api::{CallKind, RuntimeApi};
+use bench::socket_floor::SocketFloor;
 use clap::{Parser, Subcommand};
 use futures::stream::{self, StreamExt};
 use nylas_sync::queue::{attr, ClaimCheck};
@@ -1121,8 +1122,15 @@ async fn invocation(
             secret,
         )
     };
-    let large_body = body("x", 0, LARGE).body;
+    let large_signed = body("x", 0, LARGE);
     let small_body = body("x", 0, SMALL).body;
+    // The kernel's part of the 900 KB paths, measured in the same rounds as SHA-256: reading the
+    // event the ingest reads, writing the body it uploads.
+    let mut socket = SocketFloor::start(
+        apigw_event("POST", &large_signed.body, &large_signed.signature, "r"),
+        large_signed.body.clone().into_bytes(),
+    )?;
+    let large_body = large_signed.body;
 
     // The empty Lambda and the ingest (one process for every path) run side by side, and the
     // paths take turns, one invocation each per round, with a SHA-256 pass over each body in
@@ -1214,6 +1222,7 @@ async fn invocation(
     // The 2 KiB paths first, then the 900 KB ones: a small invocation right after a large one
     // would measure the caches the large one left cold, not the small one.
     let (mut sha_large, mut sha_small) = (Vec::new(), Vec::new());
+    let (mut socket_read, mut socket_write) = (Vec::new(), Vec::new());
     for (phase, bytes) in [(SMALL, &small_body), (LARGE, &large_body)] {
         for i in 0.. {
             let mut any = false;
@@ -1223,20 +1232,42 @@ async fn invocation(
             if !any {
                 break;
             }
-            let sha = if phase == SMALL {
-                &mut sha_small
+            if phase == SMALL {
+                sha_small.push(sha256_pass_ns(bytes.as_bytes()));
             } else {
-                &mut sha_large
-            };
-            sha.push(sha256_pass_ns(bytes.as_bytes()));
+                sha_large.push(sha256_pass_ns(bytes.as_bytes()));
+                let round = socket.round()?;
+                socket_read.push(round.read_ns);
+                socket_write.push(round.write_ns);
+            }
         }
     }
     drop(processes);
-    for v in [&mut sha_large, &mut sha_small] {
+    let socket_event_bytes = socket.last_event().len() as u64;
+    socket.finish()?;
+    for v in [
+        &mut sha_large,
+        &mut sha_small,
+        &mut socket_read,
+        &mut socket_write,
+    ] {
         v.sort_by(f64::total_cmp);
     }
     let (sha_large, sha_small) = (percentile(&sha_large, 0.5), percentile(&sha_small, 0.5));
     eprintln!("invocation: SHA-256 {sha_large:.0} ns (900 KB), {sha_small:.0} ns (2 KiB)");
+    let socket = figures::SocketFloorFigures {
+        event_bytes: socket_event_bytes,
+        read_ns: percentile(&socket_read, 0.5),
+        body_bytes: large_body.len() as u64,
+        write_ns: percentile(&socket_write, 0.5),
+        sha256_ns: sha_large,
+    };
+    eprintln!(
+        "invocation: loopback socket, read the {} KB event {:.0} ns, write the body {:.0} ns",
+        socket.event_bytes / 1000,
+        socket.read_ns,
+        socket.write_ns
+    );
     let [empty_small, ingest_small, empty_large, large_run, bad_run, put_run] =
         <[InvocationPath; 6]>::try_from(paths)
             .map_err(|_| "six paths")?
@@ -1357,6 +1388,7 @@ async fn invocation(
     }
     Ok(figures::InvocationRun {
         sha256: vec![(LARGE as u64, sha_large), (SMALL as u64, sha_small)],
+        socket: Some(socket),
         cases,
         first_answer,
     })
