@@ -135,7 +135,13 @@ async fn over_a_day_with_drops_an_outage_and_a_failed_destination_the_hybrid_rep
     );
     // Losses happened, and each was repaired by a write of the hybrid's own functions.
     assert!(hybrid.losses.signal > 0, "{}", report.table());
-    assert_eq!(hybrid.losses.open, 0, "{}", report.table());
+    assert_eq!(
+        hybrid.losses.open,
+        0,
+        "{}\nslowest and open losses:\n{}",
+        report.table(),
+        hybrid.losses.slowest.join("\n")
+    );
     assert!(hybrid.watch_calls > 0, "{}", report.table());
     // Bodies are written once: far fewer write units than whole items would cost.
     assert!(

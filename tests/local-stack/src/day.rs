@@ -29,6 +29,9 @@ impl Repairs {
     }
 }
 
+/// The state of a deleted object in the truth's changes (`nylas_emulator::ObjectChange::state`).
+const DELETED: &str = "deleted";
+
 /// `[start, end]` emulated Unix seconds in which the endpoint could not be reached.
 pub type Window = (i64, i64);
 
@@ -37,6 +40,9 @@ pub type Window = (i64, i64);
 struct Object<'a> {
     /// (time, state), in time order.
     truth: Vec<(i64, &'a str)>,
+    /// When a change created it (`*.created`), if one did: with no write yet, the store holds
+    /// nothing of an object created during the run, which is right once the object is deleted.
+    created_at: Option<i64>,
     /// (written at, s; the span in which the state it carries was seen, s), in write order: a
     /// notification's state is its time's; a read's is somewhere between when the read began
     /// and the write (a listing page can arrive well after the read began).
@@ -61,7 +67,12 @@ impl Object<'_> {
             .map(|(_, seen)| *seen)
             .max_by_key(|(from, _)| *from)
         else {
-            return truth.is_none();
+            // Nothing written in the run: the store holds what it held before the object's
+            // first change (nothing, if that change created it).
+            let born_in_run = self
+                .created_at
+                .is_some_and(|c| self.truth.first().is_some_and(|(first, _)| c <= *first));
+            return truth.is_none() || (born_in_run && truth == Some(DELETED));
         };
         std::iter::once(from)
             .chain(
@@ -91,11 +102,13 @@ pub fn repairs(
         let Some((kind, _)) = c.kind.split_once('.') else {
             continue;
         };
-        objects
+        let o = objects
             .entry((c.grant_id.as_str(), kind, c.object_id.as_str()))
-            .or_default()
-            .truth
-            .push((c.time, c.state.as_str()));
+            .or_default();
+        o.truth.push((c.time, c.state.as_str()));
+        if c.kind.ends_with(".created") {
+            o.created_at = Some(o.created_at.map_or(c.time, |t| t.min(c.time)));
+        }
     }
     for w in writes {
         let (Some((kind, _)), Some(id)) =
@@ -379,6 +392,25 @@ mod tests {
             r.open, 1,
             "the lost delete stays wrong; grant losses are not objects"
         );
+    }
+
+    #[test]
+    fn an_object_created_and_deleted_in_the_run_and_never_written_is_right_from_its_deletion() {
+        // Both notifications lost, the message gone before any read found it: the store never
+        // held it, which is right from the deletion on (wrong before it).
+        let created = loss("message.created", "m7", 1_000, 1_000, LossReason::Dropped);
+        let deleted = loss("message.deleted", "m7", 1_300, 1_300, LossReason::Dropped);
+        let changes = [
+            change("message.created", "m7", 1_000, "new"),
+            change("message.deleted", "m7", 1_300, "deleted"),
+        ];
+        let r = repairs(&[&created, &deleted], &changes, &[], &[]);
+        assert_eq!(r.silent_s, vec![0.0, 300.0]);
+        assert_eq!(r.open, 0);
+        // The same deletion of an object that existed before the run stays open (the store
+        // still holds it): `a_loss_in_an_outage_counts_from_its_end_and_what_stays_wrong_is_open`.
+        let r = repairs(&[&deleted], &changes[1..], &[], &[]);
+        assert_eq!(r.open, 1);
     }
 
     #[test]
