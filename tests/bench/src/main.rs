@@ -18,7 +18,7 @@ use aws_sdk_sqs::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_sqs::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_sqs::error::BoxError;
 use aws_sdk_sqs::types::QueueAttributeName;
-use bench::figures::{self, Results};
+use bench::figures::{self, Results, OWN_RUNTIME};
 use bench::fixtures::{message_created, signed};
 use bench::procfs;
 use bench::runtime_api::{CallKind, RuntimeApi};
@@ -1144,7 +1144,13 @@ async fn invocation(
     let api = RuntimeApi::start().await?;
     let env = ingest_env_for(&api, &queue, &bucket);
     let ingest = Running::start(&ingest_bin, &env, api).await?;
-    let mut processes = [empty, ingest];
+    // The same handler under a minimal Runtime API client of our own (tests/ingest-own-runtime):
+    // what replacing lambda_runtime's would save, on the same events.
+    let own_bin = bin_dir.join(OWN_RUNTIME);
+    let api = RuntimeApi::start().await?;
+    let env = ingest_env_for(&api, &queue, &bucket);
+    let own = Running::start(&own_bin, &env, api).await?;
+    let mut processes = [empty, ingest, own];
     let forged = "0".repeat(64);
     let path =
         |process: usize, function, case, n, body_bytes, make: Box<dyn Fn(usize) -> Vec<u8>>| {
@@ -1218,6 +1224,41 @@ async fn invocation(
                 apigw_event("PUT", &s.body, &s.signature, "r")
             }),
         ),
+        path(
+            2,
+            OWN_RUNTIME,
+            "signed 2 KiB message.created, enqueued inline",
+            small,
+            SMALL,
+            event("own-small", SMALL),
+        ),
+        path(
+            2,
+            OWN_RUNTIME,
+            "signed 900 KB message.created, enqueued via S3 (claim check)",
+            large,
+            LARGE,
+            event("own-large", LARGE),
+        ),
+        path(
+            2,
+            OWN_RUNTIME,
+            "bad signature on 900 KB",
+            large,
+            LARGE,
+            Box::new(|i| apigw_event("POST", &body("own-bad", i, LARGE).body, &forged, "r")),
+        ),
+        path(
+            2,
+            OWN_RUNTIME,
+            "PUT with a 900 KB body (405)",
+            large,
+            LARGE,
+            Box::new(|i| {
+                let s = body("own-put", i, LARGE);
+                apigw_event("PUT", &s.body, &s.signature, "r")
+            }),
+        ),
     ];
     // The 2 KiB paths first, then the 900 KB ones: a small invocation right after a large one
     // would measure the caches the large one left cold, not the small one.
@@ -1268,9 +1309,9 @@ async fn invocation(
         socket.read_ns,
         socket.write_ns
     );
-    let [empty_small, ingest_small, empty_large, large_run, bad_run, put_run] =
-        <[InvocationPath; 6]>::try_from(paths)
-            .map_err(|_| "six paths")?
+    let [empty_small, ingest_small, empty_large, large_run, bad_run, put_run, own_small, own_large, own_bad, own_put] =
+        <[InvocationPath; 10]>::try_from(paths)
+            .map_err(|_| "ten paths")?
             .map(InvocationPath::summary);
     let with = |mut c: figures::InvocationCase, floor: &str, bound: Option<f64>, base: f64| {
         c.floor = Some(floor.into());
@@ -1286,18 +1327,23 @@ async fn invocation(
     cases.push(with(put_run, "sha256", None, sha_large));
     cases.push(empty_small);
     cases.push(with(empty_large, "sha256", None, sha_large));
+    cases.push(with(own_small, "empty", None, empty_small_ns));
+    cases.push(with(own_large, "sha256", None, sha_large));
+    cases.push(with(own_bad, "sha256", None, sha_large));
+    cases.push(with(own_put, "sha256", None, sha_large));
 
     // Exec to the first answer, each run a fresh process with its invocation already queued;
-    // the ingest and the empty Lambda in turns, so that the machine's drift weighs on both.
+    // the ingest, the empty Lambda and the ingest under our own Runtime API client in turns, so
+    // that the machine's drift weighs on all three.
     let http = reqwest::Client::new();
-    let functions = ["ingest", figures::EMPTY_LAMBDA];
+    let functions = ["ingest", figures::EMPTY_LAMBDA, OWN_RUNTIME];
     // (ready, answer, answer less moto's service time, moto's service time, CPU) per run.
-    let mut runs: [Vec<[f64; 5]>; 2] = [Vec::new(), Vec::new()];
+    let mut runs: [Vec<[f64; 5]>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     for run in 0..=first_answer_runs {
         for (f, function) in functions.into_iter().enumerate() {
             let bin = bin_dir.join(function);
             let mut api = RuntimeApi::start().await?;
-            let env = if function == "ingest" {
+            let env = if function != figures::EMPTY_LAMBDA {
                 ingest_env_for(&api, &queue, &bucket)
             } else {
                 lambda_env(function, &api.endpoint())
@@ -1367,7 +1413,7 @@ async fn invocation(
         };
         let fa = figures::FirstAnswer {
             function: function.into(),
-            case: if function == "ingest" {
+            case: if function != figures::EMPTY_LAMBDA {
                 "signed 2 KiB, enqueued in moto".into()
             } else {
                 "signed 2 KiB, answered".into()
