@@ -1166,11 +1166,62 @@ async fn invocation(
                 event_bytes: 0,
             }
         };
-    let event = move |prefix: &'static str, len: usize| -> Box<dyn Fn(usize) -> Vec<u8>> {
+    let event = move |prefix: String, len: usize| -> Box<dyn Fn(usize) -> Vec<u8>> {
         Box::new(move |i| {
-            let s = body(prefix, i, len);
+            let s = body(&prefix, i, len);
             apigw_event("POST", &s.body, &s.signature, "r")
         })
+    };
+    // The ingest's four paths, for a process running its handler (the ingest, or the same handler
+    // under our own Runtime API client); `tag` keeps their notification ids apart.
+    let ingest_paths = |process: usize, function: &'static str, tag: &'static str| {
+        let forged = forged.clone();
+        let put = move |i| {
+            let s = body(&format!("{tag}put"), i, LARGE);
+            apigw_event("PUT", &s.body, &s.signature, "r")
+        };
+        let bad = move |i| {
+            apigw_event(
+                "POST",
+                &body(&format!("{tag}bad"), i, LARGE).body,
+                &forged,
+                "r",
+            )
+        };
+        [
+            path(
+                process,
+                function,
+                "signed 2 KiB message.created, enqueued inline",
+                small,
+                SMALL,
+                event(format!("{tag}small"), SMALL),
+            ),
+            path(
+                process,
+                function,
+                "signed 900 KB message.created, enqueued via S3 (claim check)",
+                large,
+                LARGE,
+                event(format!("{tag}large"), LARGE),
+            ),
+            path(
+                process,
+                function,
+                "bad signature on 900 KB",
+                large,
+                LARGE,
+                Box::new(bad),
+            ),
+            path(
+                process,
+                function,
+                "PUT with a 900 KB body (405)",
+                large,
+                LARGE,
+                Box::new(put),
+            ),
+        ]
     };
     let mut paths = vec![
         path(
@@ -1179,15 +1230,7 @@ async fn invocation(
             "signed 2 KiB message.created (answered, nothing done)",
             small,
             SMALL,
-            event("empty", SMALL),
-        ),
-        path(
-            1,
-            "ingest",
-            "signed 2 KiB message.created, enqueued inline",
-            small,
-            SMALL,
-            event("small", SMALL),
+            event("empty".into(), SMALL),
         ),
         path(
             0,
@@ -1195,71 +1238,11 @@ async fn invocation(
             "signed 900 KB message.created (answered, nothing done)",
             large,
             LARGE,
-            event("empty", LARGE),
-        ),
-        path(
-            1,
-            "ingest",
-            "signed 900 KB message.created, enqueued via S3 (claim check)",
-            large,
-            LARGE,
-            event("large", LARGE),
-        ),
-        path(
-            1,
-            "ingest",
-            "bad signature on 900 KB",
-            large,
-            LARGE,
-            Box::new(|i| apigw_event("POST", &body("bad", i, LARGE).body, &forged, "r")),
-        ),
-        path(
-            1,
-            "ingest",
-            "PUT with a 900 KB body (405)",
-            large,
-            LARGE,
-            Box::new(|i| {
-                let s = body("put", i, LARGE);
-                apigw_event("PUT", &s.body, &s.signature, "r")
-            }),
-        ),
-        path(
-            2,
-            OWN_RUNTIME,
-            "signed 2 KiB message.created, enqueued inline",
-            small,
-            SMALL,
-            event("own-small", SMALL),
-        ),
-        path(
-            2,
-            OWN_RUNTIME,
-            "signed 900 KB message.created, enqueued via S3 (claim check)",
-            large,
-            LARGE,
-            event("own-large", LARGE),
-        ),
-        path(
-            2,
-            OWN_RUNTIME,
-            "bad signature on 900 KB",
-            large,
-            LARGE,
-            Box::new(|i| apigw_event("POST", &body("own-bad", i, LARGE).body, &forged, "r")),
-        ),
-        path(
-            2,
-            OWN_RUNTIME,
-            "PUT with a 900 KB body (405)",
-            large,
-            LARGE,
-            Box::new(|i| {
-                let s = body("own-put", i, LARGE);
-                apigw_event("PUT", &s.body, &s.signature, "r")
-            }),
+            event("empty".into(), LARGE),
         ),
     ];
+    paths.extend(ingest_paths(1, "ingest", ""));
+    paths.extend(ingest_paths(2, OWN_RUNTIME, "own-"));
     // The 2 KiB paths first, then the 900 KB ones: a small invocation right after a large one
     // would measure the caches the large one left cold, not the small one.
     let (mut sha_large, mut sha_small) = (Vec::new(), Vec::new());
@@ -1309,7 +1292,7 @@ async fn invocation(
         socket.read_ns,
         socket.write_ns
     );
-    let [empty_small, ingest_small, empty_large, large_run, bad_run, put_run, own_small, own_large, own_bad, own_put] =
+    let [empty_small, empty_large, ingest_small, large_run, bad_run, put_run, own_small, own_large, own_bad, own_put] =
         <[InvocationPath; 10]>::try_from(paths)
             .map_err(|_| "ten paths")?
             .map(InvocationPath::summary);
