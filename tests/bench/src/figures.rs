@@ -352,7 +352,7 @@ fn render_invocation(o: &mut String, r: &Results) {
         let _ = writeln!(o, "_not measured in this run_\n");
         return;
     };
-    let _ = writeln!(o, "From handing the process the event's bytes to its next request for work (the answer posted), all threads, read from the kernel (`clock_getcpuclockid`). Floors from the same run: one SHA-256 pass over the same body (this harness, thread CPU) and the empty Rust Lambda's invocation on the same event.\n");
+    let _ = writeln!(o, "From handing the process the event's bytes to its next request for work (the answer posted), all threads, read from the kernel (`clock_getcpuclockid`). Floors from the same run: one SHA-256 pass over the same body (this harness, thread CPU) and the empty Rust Lambda's invocation on the same event. The `ingest-own-runtime` rows are the ingest's handler under a minimal Runtime API client of our own (bench-only, never deployed), on the same events in the same rounds: what replacing `lambda_runtime` would give.\n");
     for (bytes, ns) in &inv.sha256 {
         let _ = writeln!(
             o,
