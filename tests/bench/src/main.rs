@@ -1284,7 +1284,6 @@ async fn invocation(
         read_ns: percentile(&socket_read, 0.5),
         body_bytes: large_body.len() as u64,
         write_ns: percentile(&socket_write, 0.5),
-        sha256_ns: sha_large,
     };
     eprintln!(
         "invocation: loopback socket, read the {} KB event {:.0} ns, write the body {:.0} ns",

@@ -27,8 +27,8 @@ pub struct Round {
 pub struct SocketFloor {
     conn: TcpStream,
     peer: Option<JoinHandle<io::Result<()>>>,
-    event_len: usize,
     body: Vec<u8>,
+    /// The event's length: what each round reads into.
     buf: Vec<u8>,
 }
 
@@ -40,7 +40,7 @@ impl SocketFloor {
         conn.set_nodelay(true)?;
         theirs.set_nodelay(true)?;
         let body_len = body.len();
-        let event_len = event.len();
+        let buf = vec![0u8; event.len()];
         let peer = std::thread::spawn(move || -> io::Result<()> {
             let mut sink = vec![0u8; body_len];
             let mut go = [0u8; 1];
@@ -55,9 +55,8 @@ impl SocketFloor {
         Ok(Self {
             conn,
             peer: Some(peer),
-            event_len,
             body,
-            buf: vec![0u8; event_len],
+            buf,
         })
     }
 
@@ -65,7 +64,7 @@ impl SocketFloor {
     pub fn round(&mut self) -> io::Result<Round> {
         self.conn.write_all(&[0])?;
         let t0 = procfs::thread_cpu();
-        self.conn.read_exact(&mut self.buf[..self.event_len])?;
+        self.conn.read_exact(&mut self.buf)?;
         let t1 = procfs::thread_cpu();
         self.conn.write_all(&self.body)?;
         let mut ack = [0u8; 1];
@@ -79,7 +78,7 @@ impl SocketFloor {
 
     /// The event bytes the last round read.
     pub fn last_event(&self) -> &[u8] {
-        &self.buf[..self.event_len]
+        &self.buf
     }
 
     /// Closes the connection and waits for the peer.

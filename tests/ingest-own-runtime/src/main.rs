@@ -38,9 +38,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// One HTTP/1.1 connection to the Runtime API.
 struct Client {
     conn: TcpStream,
-    /// Bytes read so far of the current response; grows to the largest one and stays.
+    /// The current response; grows to the largest one and stays.
     buf: Vec<u8>,
-    filled: usize,
     out: Vec<u8>,
 }
 
@@ -60,7 +59,6 @@ impl Client {
         Ok(Self {
             conn,
             buf: vec![0; 64 << 10],
-            filled: 0,
             out: Vec::with_capacity(4096),
         })
     }
@@ -92,17 +90,17 @@ impl Client {
 
     /// Reads one whole response (head and `Content-Length` body) into the buffer.
     fn read_response(&mut self) -> io::Result<Head> {
-        self.filled = 0;
+        let mut filled = 0;
         let head = loop {
-            if self.filled == self.buf.len() {
+            if filled == self.buf.len() {
                 self.buf.resize(self.buf.len() * 2, 0);
             }
-            let n = self.conn.read(&mut self.buf[self.filled..])?;
+            let n = self.conn.read(&mut self.buf[filled..])?;
             if n == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
-            self.filled += n;
-            if let Some(head) = parse_head(&self.buf[..self.filled])? {
+            filled += n;
+            if let Some(head) = parse_head(&self.buf[..filled])? {
                 break head;
             }
         };
@@ -110,9 +108,8 @@ impl Client {
         if self.buf.len() < end {
             self.buf.resize(end, 0);
         }
-        if self.filled < end {
-            self.conn.read_exact(&mut self.buf[self.filled..end])?;
-            self.filled = end;
+        if filled < end {
+            self.conn.read_exact(&mut self.buf[filled..end])?;
         }
         Ok(head)
     }
