@@ -501,10 +501,19 @@ async fn two_concurrent_jobs_for_one_grant_do_not_both_run_and_a_crashed_lease_e
     let p = Pipeline::start(options(60.0, vec![("LEASE_SECONDS", "120".into())])).await;
     p.register_grants().await;
     let g = p.grant();
+    // Nylas answers slowly, so the run that takes the lease holds it for at least one held-back
+    // answer (0.5 s; the lease lasts 2 s): the other's one DynamoDB call finds it held. With prompt
+    // answers a loaded machine could finish the first run before the second's call arrived,
+    // and two runs one after the other both complete, rightly (seen once in CI).
+    p.emulator.set_faults(Faults {
+        slow_response: Some(Duration::from_millis(500)),
+        ..Faults::default()
+    });
     let (a, b) = tokio::join!(
         p.reconcile(&g, JobKind::Incremental),
         p.reconcile(&g, JobKind::Incremental)
     );
+    p.emulator.set_faults(Faults::default());
     let mut outcomes = vec![a.outcome, b.outcome];
     outcomes.sort_by_key(|o| format!("{o:?}"));
     assert_eq!(outcomes, vec![RunOutcome::Completed, RunOutcome::Skipped]);
